@@ -1,0 +1,98 @@
+import { promises as fsp } from 'fs';
+import * as fs from 'fs';
+import * as path from 'path';
+import { randomBytes } from 'crypto';
+
+// Writes never leave a half-written file behind: write a temp file beside the target, flush it,
+// then rename over the target (rename is atomic on one filesystem).
+
+function tempPathFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+export async function writeFileAtomic(file: string, data: Buffer | string, mode = 0o644): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  const temp = tempPathFor(file);
+  const handle = await fsp.open(temp, 'w', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fsp.rename(temp, file);
+  } catch (err) {
+    await fsp.rm(temp, { force: true });
+    throw err;
+  }
+}
+
+export function writeFileAtomicSync(file: string, data: Buffer | string, mode = 0o644): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const temp = tempPathFor(file);
+  const fd = fs.openSync(temp, 'w', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.renameSync(temp, file);
+  } catch (err) {
+    fs.rmSync(temp, { force: true });
+    throw err;
+  }
+}
+
+/** Reads a JSON file, or returns `fallback` when it does not exist yet. */
+export function readJsonSync<T>(file: string, fallback: T): T {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
+    throw err;
+  }
+  return JSON.parse(text) as T;
+}
+
+/**
+ * Serialises writes of one JSON document: callers say "the state changed" as often as they like,
+ * and at most one write is in flight, always of the newest state. A burst of 1,000 progress
+ * events costs a handful of writes, not 1,000.
+ */
+export class JsonDocument<T> {
+  private writing: Promise<void> | null = null;
+  private dirty = false;
+
+  constructor(
+    readonly file: string,
+    private readonly snapshot: () => T,
+    private readonly mode = 0o644,
+  ) {}
+
+  /** Schedules a write of the current state; resolves once a write that includes it has landed. */
+  save(): Promise<void> {
+    this.dirty = true;
+    if (!this.writing) this.writing = this.drain();
+    return this.writing;
+  }
+
+  /** Resolves when no write is pending. */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.dirty) {
+        this.dirty = false;
+        await writeFileAtomic(this.file, JSON.stringify(this.snapshot(), null, 1), this.mode);
+      }
+    } finally {
+      this.writing = null;
+    }
+  }
+}

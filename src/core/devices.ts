@@ -1,0 +1,156 @@
+import * as path from 'path';
+import { createHmac, randomBytes, timingSafeEqual } from 'crypto';
+import { JsonDocument, readJsonSync } from './atomic-file';
+import { DeviceAttributes, DeviceRecord, DialectName, OtaError, isDialectName, DIALECTS } from './types';
+
+// The device list every node works from. Ids and attributes end up inside MQTT topics, so they
+// are restricted to characters that cannot add a topic level or a wildcard.
+const TOPIC_SAFE = /^[A-Za-z0-9._:@-]{1,128}$/;
+const TAG = /^[A-Za-z0-9._:@ -]{1,64}$/;
+
+export interface DeviceInput {
+  id: unknown;
+  dialect: unknown;
+  token?: unknown;
+  attributes?: unknown;
+  tags?: unknown;
+}
+
+export function isTopicSafe(value: string): boolean {
+  return TOPIC_SAFE.test(value);
+}
+
+export class DeviceRegistry {
+  private readonly devices = new Map<string, DeviceRecord>();
+  private readonly byTokenHash = new Map<string, string>();
+  private readonly doc: JsonDocument<DeviceRecord[]>;
+
+  constructor(
+    dir: string,
+    private readonly secret: Buffer,
+  ) {
+    const file = path.join(dir, 'devices.json');
+    for (const record of readJsonSync<DeviceRecord[]>(file, [])) this.index(record);
+    this.doc = new JsonDocument(file, () => this.list(), 0o600);
+  }
+
+  private index(record: DeviceRecord): void {
+    this.devices.set(record.id, record);
+    if (record.tokenHash) this.byTokenHash.set(record.tokenHash, record.id);
+  }
+
+  /** Tokens are kept only as an HMAC under the repository secret, like a password hash. */
+  hashToken(token: string): string {
+    return createHmac('sha256', this.secret).update(token).digest('hex');
+  }
+
+  list(): DeviceRecord[] {
+    return [...this.devices.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  get(id: string): DeviceRecord | undefined {
+    return this.devices.get(id);
+  }
+
+  require(id: string): DeviceRecord {
+    const device = this.devices.get(id);
+    if (!device) throw new OtaError('unknown_device', `unknown device: ${id}`, 'device');
+    return device;
+  }
+
+  withTag(tag: string): DeviceRecord[] {
+    return this.list().filter((d) => d.tags.includes(tag));
+  }
+
+  /** The device a token belongs to (ThingsBoard and TagoIO devices log in with a token). */
+  byToken(token: string): DeviceRecord | undefined {
+    const id = this.byTokenHash.get(this.hashToken(token));
+    return id ? this.devices.get(id) : undefined;
+  }
+
+  /** True when `token` is this device's token (constant time). */
+  checkToken(id: string, token: string): boolean {
+    const device = this.devices.get(id);
+    if (!device?.tokenHash) return false;
+    const a = Buffer.from(device.tokenHash, 'hex');
+    const b = Buffer.from(this.hashToken(token), 'hex');
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  /**
+   * Registers or updates a device. Returns the record and, when the caller asked for a generated
+   * token (`token: true`), that token: the only time it is ever shown.
+   */
+  async register(input: DeviceInput): Promise<{ device: DeviceRecord; token?: string; created: boolean }> {
+    const id = typeof input.id === 'string' ? input.id.trim() : '';
+    if (!isTopicSafe(id)) {
+      throw new OtaError('bad_field', 'id must be 1-128 characters of letters, digits and . _ : @ -', 'id');
+    }
+    if (!isDialectName(input.dialect)) {
+      throw new OtaError('bad_field', `dialect must be one of ${DIALECTS.join(', ')}`, 'dialect');
+    }
+    const dialect: DialectName = input.dialect;
+    const attributes = parseAttributes(input.attributes);
+    const tags = parseTags(input.tags);
+    let token: string | undefined;
+    if (input.token === true) token = randomBytes(15).toString('base64url');
+    else if (typeof input.token === 'string' && input.token !== '') {
+      if (input.token.length > 256) throw new OtaError('bad_field', 'token is longer than 256 characters', 'token');
+      token = input.token;
+    } else if (input.token !== undefined && input.token !== null && input.token !== '') {
+      throw new OtaError('bad_field', 'token must be a string (or true to generate one)', 'token');
+    }
+    const tokenHash = token ? this.hashToken(token) : undefined;
+    const owner = tokenHash ? this.byTokenHash.get(tokenHash) : undefined;
+    if (owner && owner !== id) throw new OtaError('token_in_use', 'that token already belongs to another device', 'token');
+
+    const previous = this.devices.get(id);
+    if (previous?.tokenHash && tokenHash) this.byTokenHash.delete(previous.tokenHash);
+    const device: DeviceRecord = {
+      id,
+      dialect,
+      ...(tokenHash ? { tokenHash } : previous?.tokenHash ? { tokenHash: previous.tokenHash } : {}),
+      attributes,
+      tags,
+      createdAt: previous?.createdAt ?? new Date().toISOString(),
+    };
+    this.index(device);
+    await this.doc.save();
+    return { device, ...(input.token === true ? { token } : {}), created: !previous };
+  }
+
+  async remove(id: string): Promise<DeviceRecord> {
+    const device = this.require(id);
+    this.devices.delete(id);
+    if (device.tokenHash) this.byTokenHash.delete(device.tokenHash);
+    await this.doc.save();
+    return device;
+  }
+
+  flush(): Promise<void> {
+    return this.doc.flush();
+  }
+}
+
+function parseAttributes(value: unknown): DeviceAttributes {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new OtaError('bad_field', 'attributes must be an object', 'attributes');
+  const out: DeviceAttributes = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v === undefined || v === null || v === '') continue;
+    if (typeof v !== 'string' || !isTopicSafe(v)) {
+      throw new OtaError('bad_field', `attributes.${key} must be 1-128 characters of letters, digits and . _ : @ -`, `attributes.${key}`);
+    }
+    out[key] = v;
+  }
+  return out;
+}
+
+function parseTags(value: unknown): string[] {
+  if (value === undefined || value === null || value === '') return [];
+  const list = typeof value === 'string' ? value.split(',').map((t) => t.trim()).filter(Boolean) : value;
+  if (!Array.isArray(list) || !list.every((t) => typeof t === 'string' && TAG.test(t))) {
+    throw new OtaError('bad_field', 'tags must be a list of short names', 'tags');
+  }
+  return [...new Set(list as string[])];
+}

@@ -1,0 +1,162 @@
+import * as path from 'path';
+import { createHash } from 'crypto';
+import * as semver from 'semver';
+import { JsonDocument, readJsonSync } from '../atomic-file';
+import { FirmwareRecord, OtaError } from '../types';
+import { computeChecksums } from './checksums';
+import { readEspAppDescription } from './esp-app-desc';
+import { BlobStore } from './blob-store';
+
+export const DEFAULT_MAX_IMAGE_BYTES = 16 * 1024 * 1024;
+const MAX_TITLE_LENGTH = 128;
+const MAX_TAG_LENGTH = 128;
+
+export interface FirmwareInput {
+  image: Buffer;
+  title?: string;
+  version?: string;
+  tag?: string;
+  deviceType?: string;
+}
+
+export interface StoreResult {
+  record: FirmwareRecord;
+  /** False when the same title, version and bytes were already stored (an idempotent repeat). */
+  created: boolean;
+}
+
+/** The id of a title and version: stable, opaque, safe in topics, URLs and file names. */
+export function firmwareId(title: string, version: string): string {
+  return createHash('sha256').update(`${title}\u0000${version}`).digest('hex').slice(0, 16);
+}
+
+function cleanText(value: unknown, field: string, max: number): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw new OtaError('bad_field', `${field} must be a string`, field);
+  const text = value.trim();
+  // Control characters would corrupt topics, JSON notices and logs.
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw new OtaError('bad_field', `${field} contains control characters`, field);
+  if (text.length > max) throw new OtaError('bad_field', `${field} is longer than ${max} characters`, field);
+  return text || undefined;
+}
+
+/** The firmware catalogue: records in catalogue.json, bytes in the blob store. */
+export class Catalogue {
+  private readonly records = new Map<string, FirmwareRecord>();
+  private readonly doc: JsonDocument<FirmwareRecord[]>;
+
+  constructor(
+    dir: string,
+    readonly blobs: BlobStore,
+    readonly maxImageBytes = DEFAULT_MAX_IMAGE_BYTES,
+  ) {
+    const file = path.join(dir, 'catalogue.json');
+    for (const record of readJsonSync<FirmwareRecord[]>(file, [])) this.records.set(record.id, record);
+    this.doc = new JsonDocument(file, () => this.list());
+  }
+
+  list(): FirmwareRecord[] {
+    return [...this.records.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  get(id: string): FirmwareRecord | undefined {
+    return this.records.get(id);
+  }
+
+  find(title: string, version: string): FirmwareRecord | undefined {
+    return this.records.get(firmwareId(title, version));
+  }
+
+  /** Resolves an id, or a {title, version} pair, to a record; throws a clear error otherwise. */
+  resolve(ref: string | { id?: string; title?: string; version?: string }): FirmwareRecord {
+    const record =
+      typeof ref === 'string'
+        ? this.records.get(ref)
+        : ref.id
+          ? this.records.get(ref.id)
+          : ref.title && ref.version
+            ? this.find(ref.title, ref.version)
+            : undefined;
+    if (!record) {
+      const label = typeof ref === 'string' ? ref : ref.id ?? `${ref.title ?? '?'} ${ref.version ?? '?'}`;
+      throw new OtaError('unknown_firmware', `unknown firmware: ${label}`, 'firmware');
+    }
+    return record;
+  }
+
+  async store(input: FirmwareInput): Promise<StoreResult> {
+    const image = input.image;
+    if (!Buffer.isBuffer(image)) throw new OtaError('bad_image', 'the image must be a Buffer (msg.payload)', 'payload');
+    if (image.length === 0) throw new OtaError('empty_image', 'the image is empty', 'payload');
+    if (image.length > this.maxImageBytes) {
+      throw new OtaError('image_too_large', `the image is ${image.length} bytes, over the limit of ${this.maxImageBytes}`, 'payload');
+    }
+    let title = cleanText(input.title, 'title', MAX_TITLE_LENGTH);
+    let version = cleanText(input.version, 'version', 64);
+    let source: FirmwareRecord['source'] = 'msg';
+    if (!title || !version) {
+      const desc = readEspAppDescription(image);
+      if (desc) {
+        title = title ?? (desc.projectName || undefined);
+        version = version ?? (desc.version || undefined);
+        source = 'esp-app-desc';
+      }
+    }
+    if (!title) throw new OtaError('missing_title', 'the firmware needs a title (msg.firmware.title)', 'title');
+    if (!version) throw new OtaError('missing_version', 'the firmware needs a version (msg.firmware.version)', 'version');
+    const clean = semver.valid(semver.clean(version) ?? version);
+    if (!clean) {
+      throw new OtaError('bad_version', `"${version}" is not a semantic version (major.minor.patch, e.g. 1.4.2)`, 'version');
+    }
+    const tag = cleanText(input.tag, 'tag', MAX_TAG_LENGTH) ?? `${title} ${clean}`;
+    const deviceType = cleanText(input.deviceType, 'deviceType', MAX_TITLE_LENGTH);
+    const id = firmwareId(title, clean);
+    const checksums = computeChecksums(image);
+    const existing = this.records.get(id);
+    if (existing) {
+      if (existing.checksums.sha256 === checksums.sha256) return { record: existing, created: false };
+      throw new OtaError(
+        'version_conflict',
+        `${title} ${clean} is already stored with different bytes (sha256 ${existing.checksums.sha256.slice(0, 12)}…); give the new image a new version`,
+        'version',
+      );
+    }
+    await this.blobs.put(image);
+    const record: FirmwareRecord = {
+      id,
+      title,
+      version: clean,
+      tag,
+      ...(deviceType ? { deviceType } : {}),
+      size: image.length,
+      checksums,
+      source,
+      createdAt: new Date().toISOString(),
+    };
+    this.records.set(id, record);
+    await this.doc.save();
+    return { record, created: true };
+  }
+
+  /** Removes a record; the blob goes too unless another record has the same bytes. */
+  async remove(id: string): Promise<FirmwareRecord> {
+    const record = this.resolve(id);
+    this.records.delete(id);
+    await this.doc.save();
+    const shared = [...this.records.values()].some((r) => r.checksums.sha256 === record.checksums.sha256);
+    if (!shared) await this.blobs.remove(record.checksums.sha256);
+    return record;
+  }
+
+  read(record: FirmwareRecord): Promise<Buffer> {
+    return this.blobs.read(record.checksums.sha256);
+  }
+
+  blobPath(record: FirmwareRecord): string {
+    return this.blobs.pathOf(record.checksums.sha256);
+  }
+
+  flush(): Promise<void> {
+    return this.doc.flush();
+  }
+}

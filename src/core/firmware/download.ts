@@ -1,0 +1,120 @@
+import * as fs from 'fs';
+import type { IncomingMessage, ServerResponse } from 'http';
+import { verifySignature } from './url-signing';
+import type { OtaRepository } from '../repository';
+
+// The download route for URL-based dialects (Biotz, Tencent): signed per device, resumable.
+// Streams from disk; nothing reads a whole image per request.
+
+export interface DownloadRequest {
+  firmware: string;
+  device: string;
+  expires: string | undefined;
+  signature: string | undefined;
+}
+
+/** What the repository emits as 'download' events, for progress tracking. */
+export interface DownloadEvent {
+  device: string;
+  firmware: string;
+  start: number;
+  end: number; // inclusive
+  size: number;
+  /** True once the last byte of the image has been sent. */
+  complete: boolean;
+  aborted: boolean;
+}
+
+type Range = { start: number; end: number } | 'unsatisfiable' | null;
+
+/** A single `bytes=` range; several ranges, or a malformed header, get the whole image (RFC 9110 allows it). */
+export function parseRange(header: string | undefined, size: number): Range {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return null;
+  }
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
+}
+
+function fail(res: ServerResponse, status: number, message: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(message + '\n');
+}
+
+export function serveDownload(repo: OtaRepository, dl: DownloadRequest, req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('Allow', 'GET, HEAD');
+    return fail(res, 405, 'method not allowed');
+  }
+  const expires = Number(dl.expires);
+  if (!dl.signature || !dl.expires || !Number.isInteger(expires)) return fail(res, 403, 'missing or malformed signature');
+  const verdict = verifySignature(repo.secret, { firmware: dl.firmware, device: dl.device, expires }, dl.signature, Math.floor(repo.now().getTime() / 1000));
+  if (!verdict.ok) return fail(res, verdict.status, verdict.reason);
+  const record = repo.firmware.get(dl.firmware);
+  if (!record) return fail(res, 404, 'no such firmware');
+  const file = repo.firmware.blobPath(record);
+  const size = record.size;
+  const etag = `"${record.checksums.sha256}"`;
+
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('ETag', etag);
+  res.setHeader('Cache-Control', 'private, max-age=0, must-revalidate');
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Disposition', `attachment; filename="${record.id}.bin"`);
+
+  if (req.headers['if-none-match'] === etag) {
+    res.statusCode = 304;
+    res.end();
+    return;
+  }
+  // If-Range: resume only if the image is still the one the client started with.
+  const ifRange = req.headers['if-range'];
+  const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
+  if (range === 'unsatisfiable') {
+    res.setHeader('Content-Range', `bytes */${size}`);
+    return fail(res, 416, 'range not satisfiable');
+  }
+  const start = range ? range.start : 0;
+  const end = range ? range.end : size - 1;
+  res.statusCode = range ? 206 : 200;
+  if (range) res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+  res.setHeader('Content-Length', String(end - start + 1));
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const event = (complete: boolean, aborted: boolean, sentTo: number): DownloadEvent => ({
+    device: dl.device, firmware: record.id, start, end: sentTo, size, complete, aborted,
+  });
+  repo.emit('download', event(false, false, start));
+  const stream = fs.createReadStream(file, { start, end, highWaterMark: 256 * 1024 });
+  let sent = 0;
+  stream.on('data', (chunk) => {
+    sent += chunk.length;
+  });
+  stream.on('error', (err) => {
+    if (!res.headersSent) fail(res, 500, 'cannot read the image');
+    else res.destroy(err);
+  });
+  res.on('close', () => {
+    stream.destroy();
+    const last = start + sent - 1;
+    const finished = res.writableFinished;
+    repo.emit('download', event(finished && end === size - 1, !finished, last));
+  });
+  stream.pipe(res);
+}

@@ -1,0 +1,170 @@
+import * as path from 'path';
+import { JsonDocument, readJsonSync } from '../atomic-file';
+import { DialectName, FirmwareRecord, ProgressError, ProgressEvent, ProgressState, PROGRESS_STATES } from '../types';
+
+// One record per device: what it should run, where it is on the way there, and what went wrong.
+// Persisted atomically, so a restart of Node-RED resumes the rollout where it was.
+
+export interface DeviceState {
+  device: string;
+  dialect: DialectName;
+  /** The assigned firmware's id; absent once unassigned. */
+  firmware?: string;
+  target?: { title: string; version: string };
+  state: ProgressState | 'idle';
+  percent?: number;
+  current?: { title?: string; version?: string };
+  /** How many notices were sent for this assignment (the first one included). */
+  attempts: number;
+  lastError?: ProgressError;
+  assignedAt?: string;
+  notifiedAt?: string;
+  /** When the state last changed, and when the device was last heard from. */
+  stateSince: string;
+  lastSeen?: string;
+}
+
+export type RolloutSummary = Record<ProgressState | 'idle', number> & { total: number; percentDone: number };
+
+const ACTIVE: ReadonlySet<string> = new Set(['notified', 'downloading', 'downloaded', 'verified', 'updating']);
+
+export function isActive(state: DeviceState['state']): boolean {
+  return ACTIVE.has(state);
+}
+
+export class RolloutStore {
+  private readonly states = new Map<string, DeviceState>();
+  private readonly doc: JsonDocument<DeviceState[]>;
+
+  constructor(dir: string, private readonly now: () => Date = () => new Date()) {
+    const file = path.join(dir, 'device-states.json');
+    for (const s of readJsonSync<DeviceState[]>(file, [])) this.states.set(s.device, s);
+    this.doc = new JsonDocument(file, () => this.list());
+  }
+
+  private stamp(): string {
+    return this.now().toISOString();
+  }
+
+  list(): DeviceState[] {
+    return [...this.states.values()].sort((a, b) => a.device.localeCompare(b.device));
+  }
+
+  get(device: string): DeviceState | undefined {
+    return this.states.get(device);
+  }
+
+  /** True while any device is assigned this firmware (the catalogue refuses to delete it). */
+  isAssigned(firmwareId: string): boolean {
+    for (const s of this.states.values()) if (s.firmware === firmwareId) return true;
+    return false;
+  }
+
+  assign(device: string, dialect: DialectName, firmware: FirmwareRecord): DeviceState {
+    const at = this.stamp();
+    const previous = this.states.get(device);
+    const alreadyThere = previous?.current?.version === firmware.version &&
+      (previous.current.title === undefined || previous.current.title === firmware.title);
+    const state: DeviceState = {
+      device,
+      dialect,
+      firmware: firmware.id,
+      target: { title: firmware.title, version: firmware.version },
+      state: alreadyThere ? 'updated' : 'assigned',
+      ...(alreadyThere ? { percent: 100 } : {}),
+      ...(previous?.current ? { current: previous.current } : {}),
+      attempts: 0,
+      assignedAt: at,
+      stateSince: at,
+      ...(previous?.lastSeen ? { lastSeen: previous.lastSeen } : {}),
+    };
+    this.states.set(device, state);
+    void this.doc.save();
+    return state;
+  }
+
+  /** Records that a notice went out (again): counts the attempt. */
+  markNotified(device: string): DeviceState | undefined {
+    const s = this.states.get(device);
+    if (!s || !s.firmware || s.state === 'updated') return s;
+    const at = this.stamp();
+    s.attempts += 1;
+    s.notifiedAt = at;
+    if (s.state === 'assigned' || s.state === 'failed' || s.state === 'timed_out') {
+      s.state = 'notified';
+      s.stateSince = at;
+      delete s.percent;
+    }
+    void this.doc.save();
+    return s;
+  }
+
+  unassign(device: string): DeviceState | undefined {
+    const s = this.states.get(device);
+    if (!s) return undefined;
+    delete s.firmware;
+    delete s.target;
+    delete s.percent;
+    s.state = 'idle';
+    s.stateSince = this.stamp();
+    void this.doc.save();
+    return s;
+  }
+
+  forget(device: string): void {
+    if (this.states.delete(device)) void this.doc.save();
+  }
+
+  /**
+   * Applies a normalised progress event. A reported version equal to the target means updated,
+   * whatever state the event names. Returns the new record, or undefined when the event changed
+   * nothing a user would see (a repeated percent, say).
+   */
+  apply(event: ProgressEvent): DeviceState | undefined {
+    const at = event.at || this.stamp();
+    let s = this.states.get(event.device);
+    if (!s) {
+      s = { device: event.device, dialect: event.dialect, state: 'idle', attempts: 0, stateSince: at };
+      this.states.set(event.device, s);
+    }
+    s.lastSeen = at;
+    if (event.version !== undefined) s.current = { ...(event.title !== undefined ? { title: event.title } : s.current?.title !== undefined ? { title: s.current.title } : {}), version: event.version };
+
+    let next: DeviceState['state'] = event.state;
+    if (s.target && s.current?.version === s.target.version && (!s.current.title || s.current.title === s.target.title)) {
+      next = 'updated';
+    } else if (event.state === 'updated' && s.target && event.version !== undefined && event.version !== s.target.version) {
+      // "Updated" to some other version: the device did not take the assigned image.
+      next = 'failed';
+      s.lastError = { code: 'wrong_version', message: `device reports ${event.version}, expected ${s.target.version}` };
+    }
+    if (!s.target && next !== 'updated' && next !== 'failed') {
+      // Progress from a device with no assignment: keep what it says, but it is no rollout.
+    }
+    const percent = next === 'updated' || next === 'downloaded' ? 100 : event.percent;
+    const changed = s.state !== next || (percent !== undefined && percent !== s.percent) || event.error !== undefined;
+    if (s.state !== next) s.stateSince = at;
+    s.state = next;
+    if (percent !== undefined) s.percent = percent;
+    else if (next !== 'downloading') delete s.percent;
+    if (event.error) s.lastError = event.error;
+    void this.doc.save();
+    return changed ? s : undefined;
+  }
+
+  /** Counts per state over the devices with an assignment, and the share that is done. */
+  summary(): RolloutSummary {
+    const counts = Object.fromEntries([...PROGRESS_STATES, 'idle'].map((k) => [k, 0])) as Record<ProgressState | 'idle', number>;
+    let total = 0;
+    for (const s of this.states.values()) {
+      if (!s.firmware) continue;
+      counts[s.state] += 1;
+      total += 1;
+    }
+    return { ...counts, total, percentDone: total ? Math.round((counts.updated / total) * 1000) / 10 : 0 };
+  }
+
+  flush(): Promise<void> {
+    return this.doc.flush();
+  }
+}

@@ -1,0 +1,105 @@
+// The shared vocabulary of the package: firmware, devices, progress. Nothing here knows Node-RED.
+
+export const DIALECTS = ['biotz', 'sming', 'tago', 'tencent', 'thingsboard'] as const;
+export type DialectName = (typeof DIALECTS)[number];
+
+export function isDialectName(value: unknown): value is DialectName {
+  return typeof value === 'string' && (DIALECTS as readonly string[]).includes(value);
+}
+
+/** ThingsBoard's checksum set; every value is lower-case hex (see firmware/checksums.ts). */
+export interface Checksums {
+  md5: string;
+  sha256: string;
+  sha384: string;
+  sha512: string;
+  crc32: string;
+  murmur3_32: string;
+  murmur3_128: string;
+}
+export type ChecksumAlgorithm = keyof Checksums;
+
+export interface FirmwareRecord {
+  /** Stable id derived from title and version: the same pair always gets the same id. */
+  id: string;
+  title: string;
+  /** Semantic version, validated on store. */
+  version: string;
+  tag: string;
+  deviceType?: string;
+  size: number;
+  checksums: Checksums;
+  /** Where title and version came from: the message, the node's defaults, or the image itself. */
+  source: 'msg' | 'defaults' | 'esp-app-desc';
+  createdAt: string;
+}
+
+/** Per-dialect addressing a device carries (Tencent product, Biotz customer, Sming app). */
+export interface DeviceAttributes {
+  product?: string;
+  customer?: string;
+  app?: string;
+  [key: string]: string | undefined;
+}
+
+export interface DeviceRecord {
+  id: string;
+  dialect: DialectName;
+  /** HMAC of the device's token under the repository secret; the token itself is never stored. */
+  tokenHash?: string;
+  attributes: DeviceAttributes;
+  tags: string[];
+  createdAt: string;
+}
+
+/** The normalised progress model every dialect maps onto (DESIGN.md section 4). */
+export const PROGRESS_STATES = [
+  'assigned',
+  'notified',
+  'downloading',
+  'downloaded',
+  'verified',
+  'updating',
+  'updated',
+  'failed',
+  'timed_out',
+] as const;
+export type ProgressState = (typeof PROGRESS_STATES)[number];
+
+export interface ProgressError {
+  code: string | number;
+  message: string;
+}
+
+/** One normalised progress event, as progress-parser emits it. */
+export interface ProgressEvent {
+  device: string;
+  dialect: DialectName;
+  state: ProgressState;
+  percent?: number;
+  /** A version the device reported running (ThingsBoard current_fw_version, Tencent report_version). */
+  version?: string;
+  title?: string;
+  error?: ProgressError;
+  at: string;
+}
+
+/** A message ready for core `mqtt out`: it publishes topic/payload/qos/retain as given. */
+export interface MqttOut {
+  topic: string;
+  payload: Buffer | string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+}
+
+/** An error that carries a stable code, so nodes and the admin API can say what went wrong. */
+export class OtaError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'OtaError';
+  }
+}
