@@ -17,6 +17,8 @@ export interface FirmwareInput {
   version?: string;
   tag?: string;
   deviceType?: string;
+  /** Where title and version came from when given ('msg' unless the caller says 'defaults'). */
+  source?: 'msg' | 'defaults';
 }
 
 export interface StoreResult {
@@ -93,7 +95,7 @@ export class Catalogue {
     }
     let title = cleanText(input.title, 'title', MAX_TITLE_LENGTH);
     let version = cleanText(input.version, 'version', 64);
-    let source: FirmwareRecord['source'] = 'msg';
+    let source: FirmwareRecord['source'] = input.source ?? 'msg';
     if (!title || !version) {
       const desc = readEspAppDescription(image);
       if (desc) {
