@@ -1,6 +1,5 @@
 'use strict';
 const assert = require('assert');
-const mqtt = require('mqtt');
 const { image, environment, receive, helper } = require('../fixtures/setup');
 const devices = require('../fixtures/devices');
 

@@ -1,4 +1,4 @@
-import type { ChecksumAlgorithm, FirmwareRecord, MqttOut, ProgressEvent, ProgressState } from '../types';
+import type { ChecksumAlgorithm, FirmwareRecord, ProgressEvent, ProgressState } from '../types';
 import type { ChunkRequest, Dialect, DialectOptions, Uplink } from './dialect';
 import { fill, filterOf, index, isObject, json, match, now, templatesOf, text, varsOf } from './topics';
 

@@ -8,8 +8,22 @@ const PLACEHOLDER = /\{([A-Za-z]+)\}/g;
 const MAX_COMPILED = 256;
 const compiled = new Map<string, RegExp>();
 
+// Templates per (options, dialect), so that the chunk hot path does not rebuild them per request.
+// Options objects are built once per node and never mutated.
+const resolved = new WeakMap<object, Map<TopicTemplates, TopicTemplates>>();
+const NO_OPTIONS = {};
+
 /** The dialect's templates with the node's overrides and namespace prefix applied. */
 export function templatesOf(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
+  const key = options ?? NO_OPTIONS;
+  let perDialect = resolved.get(key);
+  if (!perDialect) resolved.set(key, (perDialect = new Map()));
+  let out = perDialect.get(defaults);
+  if (!out) perDialect.set(defaults, (out = buildTemplates(defaults, options)));
+  return out;
+}
+
+function buildTemplates(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
   const prefix = options?.prefix ?? '';
   const out: TopicTemplates = {};
   for (const [key, value] of Object.entries(defaults)) {
