@@ -94,13 +94,13 @@ export const tago: Dialect = {
   chunkReply(request, bytes, options): MqttOut {
     // Built as text: the base64 alphabet needs no JSON escaping.
     const payload = `{"variable":"firmware_block","value":${request.index},"metadata":{"data":"${bytes.toString('base64')}"}}`;
-    return { topic: dataTopic({ device: request.device }, options, 'tago block'), payload, qos: 1, retain: false };
+    return { topic: dataTopic({ device: request.device }, options, 'tago block'), payload, qos: 0, retain: false }; // QoS 0: see thingsboard.chunkReply
   },
 
   errorReply(device, message, options) {
     const topic = templatesOf(TOPICS, options).data;
     if (!device && /\{device\}/.test(topic)) return [];
-    return [{ topic: fill(topic, { device }, 'tago error'), payload: JSON.stringify({ variable: 'firmware_error', value: message }), qos: 1, retain: false }];
+    return [{ topic: fill(topic, { device }, 'tago error'), payload: JSON.stringify({ variable: 'firmware_error', value: message }), qos: 0, retain: false }];
   },
 };
 

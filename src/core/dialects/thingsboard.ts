@@ -175,11 +175,13 @@ export const thingsboard: Dialect = {
 
   chunkReply(request, bytes, options) {
     const t = templatesOf(TOPICS, options);
-    // Raw bytes, no copy: `bytes` is a view on the cached image.
+    // Raw bytes, no copy: `bytes` is a view on the cached image. QoS 0: a QoS 1 reply makes the
+    // device write a PUBACK just before its next request, and Nagle then holds that request until
+    // the broker's delayed ACK (about 40 ms a chunk). A lost reply is asked for again.
     return {
       topic: fill(t.chunkResponse, { device: request.device, requestId: request.requestId, chunk: request.index }, 'thingsboard chunk'),
       payload: bytes,
-      qos: 1,
+      qos: 0,
       retain: false,
     };
   },
