@@ -34,14 +34,14 @@ export = function (RED: NodeAPI) {
       delivery.cache.maxBytes = delivery.cacheBoundSet ? Math.max(bytes, delivery.cache.maxBytes) : bytes;
       delivery.cacheBoundSet = true;
     } catch (err) {
-      node.status({ fill: 'red', shape: 'ring', text: 'chunk-server.status.badConfig' });
+      node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.badConfig') });
       node.error((err as Error).message);
       return;
     }
 
     let served = 0;
     let lastStatus = 0;
-    node.status({ fill: 'grey', shape: 'ring', text: 'chunk-server.status.idle' });
+    node.status({ fill: 'grey', shape: 'ring', text: RED._('chunk-server.status.idle') });
 
     function finish(result: ChunkResult, send: SendFn, done: DoneFn): void {
       if (!result.handled) {

@@ -25,7 +25,7 @@ export = function (RED: NodeAPI) {
     try {
       options = optionsFromSettings(config);
     } catch (err) {
-      node.status({ fill: 'red', shape: 'ring', text: 'ota-assign.status.badConfig' });
+      node.status({ fill: 'red', shape: 'ring', text: RED._('ota-assign.status.badConfig') });
       node.error((err as Error).message);
       return;
     }

@@ -100,3 +100,22 @@ describe('ota-assign', function () {
     assert.strictEqual(repo.rollout.get('d1').state, 'updated');
   });
 });
+
+describe('ota-assign and chunk-server settings', function () {
+  const env = environment();
+  before(env.start);
+  after(env.stop);
+  afterEach(env.unload);
+
+  it('a bad topic override shows a red status and an error, and deploys nothing broken', async function () {
+    const statuses = [];
+    await env.load({ dialect: 'thingsboard', chunkFilters: ['v2/fw/request/+/chunk/+'], assign: { topics: '{oops' }, chunk: { topics: '{"chunkRequest":"a/#"}' } });
+    for (const id of ['assign', 'chunks']) {
+      const node = helper.getNode(id);
+      // The helper spies on the Node prototype: keep this node's calls.
+      statuses.push(node.status.getCalls().filter((c) => c.thisValue === node).map((c) => c.args[0].fill));
+      assert.ok(node.error.getCalls().some((c) => c.thisValue === node && /topics/.test(String(c.args[0]))), `${id} says what is wrong`);
+    }
+    assert.deepStrictEqual(statuses, [['red'], ['red']]);
+  });
+});
