@@ -47,6 +47,22 @@ export const RETAINED_NOTICE: ReadonlySet<DialectName> = new Set<DialectName>(['
 
 const MAX_DELAY = 2 ** 31 - 1;
 
+function nonNegative(value: unknown, fallback: number): number {
+  if (value === undefined || value === null || value === '') return fallback;
+  const n = Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : fallback;
+}
+
+/** A policy from a node's settings: timeout and backoff in seconds; blank or bad values get the defaults. */
+export function policyFromSettings(settings: { timeout?: unknown; retries?: unknown; backoff?: unknown }): RetryPolicy {
+  return {
+    ...DEFAULT_POLICY,
+    timeoutMs: Math.round(nonNegative(settings.timeout, DEFAULT_POLICY.timeoutMs / 1000) * 1000),
+    retries: Math.floor(nonNegative(settings.retries, DEFAULT_POLICY.retries)),
+    backoffMs: Math.round(nonNegative(settings.backoff, DEFAULT_POLICY.backoffMs / 1000) * 1000),
+  };
+}
+
 export function backoffFor(policy: RetryPolicy, attempts: number): number {
   const factor = Math.max(1, policy.backoffFactor);
   return Math.min(policy.maxBackoffMs, policy.backoffMs * factor ** Math.max(0, attempts - 1));
