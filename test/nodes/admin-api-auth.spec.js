@@ -1,4 +1,5 @@
 'use strict';
+/* global fetch */
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
