@@ -149,9 +149,12 @@ export function tago(device: SimDevice): DialectDriver {
   return {
     credentials: () => ({ username: 'Token', password: device.token }),
     async onConnect() {
+      // Only a download that was under way when this connection came up is resumed here; one
+      // started while we subscribe has sent its own first request.
+      const resume = target !== undefined;
       await device.subscribe(TOPIC);
       reportVersion();
-      if (target) loop.resend();
+      if (resume) loop.resend();
     },
     onMessage(topic, payload) {
       if (topic !== TOPIC) return;

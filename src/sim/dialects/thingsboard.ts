@@ -156,12 +156,13 @@ export function thingsboard(device: SimDevice): DialectDriver {
   return {
     credentials: () => ({ username: device.token }),
     async onConnect() {
-      await device.subscribe([ATTR_RESPONSE + '+', ATTRS]);
-      if (target) await device.subscribe(CHUNK_RESPONSES);
+      // Resume where the connection was lost (same request id, same chunk), but only a download
+      // that was under way when this connection came up.
+      const resume = target !== undefined;
+      await device.subscribe(resume ? [ATTR_RESPONSE + '+', ATTRS, CHUNK_RESPONSES] : [ATTR_RESPONSE + '+', ATTRS]);
       telemetry();
       requestAttributes();
-      // Resume where the connection was lost: same request id, same chunk.
-      if (target) loop.resend();
+      if (resume) loop.resend();
     },
     onMessage(topic, payload) {
       const chunk = CHUNK_RESPONSE_RE.exec(topic);
