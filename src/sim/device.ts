@@ -121,6 +121,7 @@ export class SimDevice extends EventEmitter {
     client.on('connect', () => {
       this.connects++;
       if (this.state === 'connecting') this.setState('idle');
+      this.emit('connect', this);
       this.driver.onConnect().catch((err: Error) => this.emit('log', `${this.id}: on connect: ${err.message}`));
     });
     client.on('error', (err) => this.emit('log', `${this.id}: ${err.message}`));

@@ -100,6 +100,7 @@ export class Fleet extends EventEmitter {
         device.on('state', (state: SimState) => this.emit('state', device, state));
         device.on('progress', (info: ProgressInfo) => this.emit('progress', info));
         device.on('log', (line: string) => this.emit('log', line));
+        device.on('connect', () => this.emit('connect', device));
         members.push(device);
         this.devices.push(device);
       }
@@ -144,8 +145,11 @@ export class Fleet extends EventEmitter {
       const cleanup = () => {
         clearTimeout(timer);
         this.removeListener('state', check);
+        this.removeListener('connect', check);
       };
+      // Re-checked on every state change and every (re)connect.
       this.on('state', check);
+      this.on('connect', check);
       check();
     });
   }

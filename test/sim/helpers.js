@@ -52,7 +52,7 @@ const md5 = (b) => crypto.createHash('md5').update(b).digest('hex');
  * Serves `image` at /fw.bin with Range, ETag (its SHA-256, as the repository does), Content-Length.
  * `log` records each request's Range header and status; `maxOpen` the most bodies in flight at once.
  */
-async function startFileServer(image, { etag = `"${sha256(image)}"`, slow = false } = {}) {
+async function startFileServer(image, { etag = `"${sha256(image)}"`, slow = true } = {}) {
   const state = { log: [], open: 0, maxOpen: 0 };
   const server = http.createServer((req, res) => {
     req.socket.setNoDelay(true);
@@ -84,7 +84,8 @@ async function startFileServer(image, { etag = `"${sha256(image)}"`, slow = fals
     state.open++;
     state.maxOpen = Math.max(state.maxOpen, state.open);
     res.on('close', () => state.open--);
-    // Written in 4 KiB pieces so that a device can cut the connection part way.
+    // Written in 4 KiB pieces, one per turn of the event loop, so that a device sees the body
+    // arrive in parts and can cut the connection part way.
     let pos = start;
     const pump = () => {
       while (pos <= end) {
