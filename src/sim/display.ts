@@ -42,7 +42,7 @@ export class ProgressDisplay {
   log(line: string): void {
     if (this.tty) this.clear();
     this.out.write(line + '\n');
-    if (this.tty) this.draw();
+    if (this.tty && this.timer) this.draw();
   }
 
   draw(): void {
