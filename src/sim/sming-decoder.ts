@@ -18,7 +18,7 @@ export function decodePatch(payload: Buffer, varint: boolean, decoder: SmingDeco
   if (!varint) return { patch: payload[0], offset: 1 };
   let patch = 0;
   let offset = 0;
-  let more = 0;
+  let more: number;
   do {
     const byte = payload[offset];
     // Bounded: a varint longer than 5 bytes would not fit the device's size_t either.
