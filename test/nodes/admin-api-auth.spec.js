@@ -1,5 +1,4 @@
 'use strict';
-/* global fetch */
 const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
