@@ -50,7 +50,8 @@ export class RolloutStore {
       this.states.set(s.device, s);
       this.count(s, 1);
     }
-    this.doc = new JsonDocument(file, () => this.list());
+    // Progress arrives in bursts: one write per half second at most (flush() on close writes the rest).
+    this.doc = new JsonDocument(file, () => this.list(), 0o644, 500);
   }
 
   private count(s: DeviceState | undefined, delta: 1 | -1): void {
