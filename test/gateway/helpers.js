@@ -27,6 +27,8 @@ async function startAedes() {
   return {
     url: `mqtt://127.0.0.1:${server.address().port}`,
     version: 4,
+    /** Clients connected to the broker right now. */
+    clients: () => broker.connectedClients,
     async close() {
       await new Promise((resolve) => broker.close(resolve));
       await new Promise((resolve) => server.close(resolve));
@@ -50,11 +52,11 @@ function hasMosquitto() {
 }
 
 /** Our own mosquitto on a free loopback port; resolves once it accepts connections. */
-async function startMosquitto() {
+async function startMosquitto(extraConfig = []) {
   const dir = tempDir('ota-gw-mosq-');
   const port = await freePort();
   const conf = path.join(dir, 'mosquitto.conf');
-  fs.writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', ''].join('\n'));
+  fs.writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', ...extraConfig, ''].join('\n'));
   const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -207,6 +209,37 @@ async function tagoDownload(client, { size }) {
   });
 }
 
+/** A bare TCP client speaking mqtt-packet, for what mqtt.js would never send. */
+function rawClient(port, protocolVersion = 4) {
+  const mqttPacket = require('mqtt-packet');
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  const parser = mqttPacket.parser({ protocolVersion });
+  const packets = [];
+  const waiters = [];
+  parser.on('packet', (p) => {
+    const w = waiters.findIndex((x) => x.cmd === p.cmd);
+    if (w < 0) packets.push(p);
+    else waiters.splice(w, 1)[0].resolve(p);
+  });
+  socket.on('data', (d) => parser.parse(d));
+  socket.on('error', () => {});
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  return {
+    socket,
+    packets,
+    closed,
+    send: (packet) => socket.write(mqttPacket.generate(packet, { protocolVersion })),
+    write: (bytes) => socket.write(bytes),
+    next: (cmd) => {
+      const i = packets.findIndex((p) => p.cmd === cmd);
+      if (i >= 0) return Promise.resolve(packets.splice(i, 1)[0]);
+      return new Promise((resolve) => waiters.push({ cmd, resolve }));
+    },
+    end: () => new Promise((resolve) => { socket.end(); closed.then(resolve); }),
+  };
+}
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves once `predicate()` holds (polling); the test's own timeout bounds it. */
@@ -229,4 +262,5 @@ module.exports = {
   tagoDownload,
   sleep,
   until,
+  rawClient,
 };
