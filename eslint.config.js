@@ -14,6 +14,8 @@ module.exports = tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      // `const node = this` is how Node-RED nodes keep their node in callbacks (core does it too).
+      '@typescript-eslint/no-this-alias': 'off',
     },
   },
 );

@@ -17,6 +17,8 @@ export interface FirmwareInput {
   version?: string;
   tag?: string;
   deviceType?: string;
+  /** Where title and version came from when given ('msg' unless the caller says 'defaults'). */
+  source?: 'msg' | 'defaults';
 }
 
 export interface StoreResult {
@@ -35,6 +37,7 @@ function cleanText(value: unknown, field: string, max: number): string | undefin
   if (typeof value !== 'string') throw new OtaError('bad_field', `${field} must be a string`, field);
   const text = value.trim();
   // Control characters would corrupt topics, JSON notices and logs.
+  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(text)) throw new OtaError('bad_field', `${field} contains control characters`, field);
   if (text.length > max) throw new OtaError('bad_field', `${field} is longer than ${max} characters`, field);
   return text || undefined;
@@ -93,7 +96,7 @@ export class Catalogue {
     }
     let title = cleanText(input.title, 'title', MAX_TITLE_LENGTH);
     let version = cleanText(input.version, 'version', 64);
-    let source: FirmwareRecord['source'] = 'msg';
+    let source: FirmwareRecord['source'] = input.source ?? 'msg';
     if (!title || !version) {
       const desc = readEspAppDescription(image);
       if (desc) {

@@ -1,0 +1,68 @@
+import * as path from 'path';
+import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
+import { serveDownload } from '../core/firmware/download';
+import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
+import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
+
+// The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
+// storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
+// like core's mqtt-broker config node, and it serves as long as any of them is deployed.
+
+import type { OtaRepositoryDef, OtaRepositoryNode } from './repository-node';
+
+function positive(value: unknown, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** A storage path from the editor: relative paths are under the Node-RED user directory. */
+function storageDirFor(RED: NodeAPI, configured: string | undefined): string {
+  const base = RED.settings.userDir ?? process.cwd();
+  const dir = (configured ?? '').trim() || 'mqtt-ota';
+  return path.resolve(base, dir);
+}
+
+export = function (RED: NodeAPI) {
+  function OtaRepositoryConfig(this: OtaRepositoryNode, config: OtaRepositoryDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const downloadPath = (config.downloadPath || DEFAULT_DOWNLOAD_PATH).replace(/\/+$/, '') || DEFAULT_DOWNLOAD_PATH;
+    node.repo = new OtaRepository({
+      dir: storageDirFor(RED, config.storageDir),
+      secret: node.credentials?.secret || undefined,
+      maxImageBytes: Math.round(positive(config.maxImageMB, DEFAULT_MAX_IMAGE_BYTES / 1048576) * 1048576),
+      urlTtlSeconds: Math.round(positive(config.urlTtlDays, 7) * 86400),
+      publicUrl: config.publicUrl || '',
+      downloadPath,
+    });
+    node.users = new Map();
+    node.register = (user: Node) => {
+      node.users.set(user.id, user);
+    };
+    node.deregister = (user: Node) => {
+      node.users.delete(user.id);
+    };
+
+    const route = `${downloadPath}/:firmware/:device`;
+    const handler = (req: HttpRequest, res: HttpResponse) => {
+      const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
+      serveDownload(node.repo, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res);
+    };
+    // Express answers HEAD with the GET route; serveDownload sends headers only for HEAD.
+    RED.httpNode.get(route, handler);
+
+    node.on('close', (_removed, done) => {
+      removeRoutes(RED.httpNode, route);
+      // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
+      const guard = setTimeout(done, 10000);
+      node.repo.flush().then(
+        () => { clearTimeout(guard); done(); },
+        (err: Error) => { clearTimeout(guard); node.error(err); done(); },
+      );
+    });
+  }
+
+  RED.nodes.registerType('ota-repository', OtaRepositoryConfig, {
+    credentials: { secret: { type: 'password' } },
+  });
+};

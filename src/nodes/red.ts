@@ -1,0 +1,92 @@
+// The slice of Node-RED's runtime API these nodes use. @types/node-red describes Node-RED 1.3;
+// these few declarations describe what Node-RED 4 gives a node, and nothing more.
+import type { IncomingMessage, ServerResponse } from 'http';
+
+export interface NodeMessage {
+  _msgid?: string;
+  topic?: string;
+  payload?: unknown;
+  [key: string]: unknown;
+}
+
+export type StatusFill = 'red' | 'green' | 'yellow' | 'blue' | 'grey';
+export interface NodeStatus {
+  fill?: StatusFill;
+  shape?: 'ring' | 'dot';
+  text?: string;
+}
+
+export type SendFn = (msg: NodeMessage | null | Array<NodeMessage | NodeMessage[] | null>) => void;
+export type DoneFn = (err?: Error) => void;
+
+export interface Node {
+  id: string;
+  type: string;
+  name?: string;
+  credentials: Record<string, string | undefined>;
+  on(event: 'input', listener: (msg: NodeMessage, send: SendFn, done: DoneFn) => void): void;
+  on(event: 'close', listener: (removed: boolean, done: () => void) => void): void;
+  send: SendFn;
+  status(status: NodeStatus | Record<string, never>): void;
+  log(msg: unknown): void;
+  warn(msg: unknown): void;
+  error(err: unknown, msg?: NodeMessage): void;
+  debug(msg: unknown): void;
+}
+
+export interface NodeDef {
+  id: string;
+  type: string;
+  name?: string;
+  z?: string;
+  [key: string]: unknown;
+}
+
+export interface HttpRequest extends IncomingMessage {
+  params: Record<string, string>;
+  query: Record<string, string | string[] | undefined>;
+  body?: unknown;
+  user?: unknown;
+}
+export interface HttpResponse extends ServerResponse {
+  status(code: number): HttpResponse;
+  json(body: unknown): HttpResponse;
+  send(body?: unknown): HttpResponse;
+}
+export type Handler = (req: HttpRequest, res: HttpResponse, next: (err?: unknown) => void) => void;
+
+export interface Router {
+  get(path: string, ...handlers: Handler[]): void;
+  head(path: string, ...handlers: Handler[]): void;
+  post(path: string, ...handlers: Handler[]): void;
+  put(path: string, ...handlers: Handler[]): void;
+  delete(path: string, ...handlers: Handler[]): void;
+  _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
+}
+
+export interface NodeAPI {
+  nodes: {
+    createNode(node: Node, def: NodeDef): void;
+    registerType<N extends Node, D extends NodeDef>(
+      type: string,
+      ctor: (this: N, def: D) => void,
+      opts?: { credentials?: Record<string, { type: 'text' | 'password' }>; settings?: Record<string, { value: unknown; exportable?: boolean }> },
+    ): void;
+    getNode(id: string): Node | null;
+  };
+  settings: { userDir?: string; [key: string]: unknown };
+  httpNode: Router;
+  httpAdmin: Router;
+  auth: { needsPermission(permission: string): Handler };
+  log: { info(msg: string): void; warn(msg: string): void; error(msg: string): void; debug(msg: string): void };
+  _(key: string, substitutions?: Record<string, string | number>): string;
+}
+
+/** Removes the routes a node added to one of Node-RED's routers (as core's http in node does). */
+export function removeRoutes(router: Router, path: string): void {
+  const stack = router._router?.stack;
+  if (!stack) return;
+  for (let i = stack.length - 1; i >= 0; i--) {
+    if (stack[i].route?.path === path) stack.splice(i, 1);
+  }
+}
