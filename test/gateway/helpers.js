@@ -209,6 +209,19 @@ async function tagoDownload(client, { size }) {
   });
 }
 
+/** Resolves once something accepts connections on the port. */
+async function waitForPort(port) {
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(20);
+  }
+}
+
 /** A bare TCP client speaking mqtt-packet, for what mqtt.js would never send. */
 function rawClient(port, protocolVersion = 4) {
   const mqttPacket = require('mqtt-packet');
@@ -263,4 +276,6 @@ module.exports = {
   sleep,
   until,
   rawClient,
+  freePort,
+  waitForPort,
 };
