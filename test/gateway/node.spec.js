@@ -86,10 +86,15 @@ describe('ota-gateway node', function () {
     clients.push(again);
   });
 
-  it('says what is wrong without a repository', async function () {
+  it('stays deployed without a repository, and lets no device in', async function () {
     await helper.unload();
-    await helper.load([nodes.repository, gatewayNode], [{ id: 'gw', type: 'ota-gateway', port, broker: broker.url }]);
-    const gw = helper.getNode('gw');
-    assert.ok(gw);
+    await helper.load([nodes.repository, gatewayNode], [{ id: 'gw', type: 'ota-gateway', host: '127.0.0.1', port, broker: broker.url }]);
+    assert.ok(helper.getNode('gw'), 'the node is deployed');
+    const refused = await new Promise((resolve) => {
+      const s = require('net').connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(false); });
+      s.once('error', (err) => resolve(err.code === 'ECONNREFUSED'));
+    });
+    assert.ok(refused, 'nothing listens without a repository');
   });
 });
