@@ -65,7 +65,7 @@ export interface GatewayContext {
   sessionClosed(session: DeviceSession, wasOpen: boolean, reason: string): void;
 }
 
-const NAMESPACE = /^[^/+#\u0000]+(\/[^/+#\u0000]+)*$/;
+const NAMESPACE = /^[^/+#]+(\/[^/+#]+)*$/;
 
 export class OtaGateway extends EventEmitter {
   readonly counters: GatewayCounters = {
@@ -87,11 +87,10 @@ export class OtaGateway extends EventEmitter {
   constructor(options: GatewayOptions) {
     super();
     const namespace = (options.namespace ?? 'ota').replace(/\/+$/, '');
-    if (!NAMESPACE.test(namespace)) throw new Error(`namespace must be topic levels without wildcards: ${JSON.stringify(options.namespace)}`);
+    if (!NAMESPACE.test(namespace) || namespace.includes('\u0000')) throw new Error(`namespace must be topic levels without wildcards: ${JSON.stringify(options.namespace)}`);
     this.namespace = namespace;
     const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
     const aclRules = options.aclRules;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const gateway = this;
     this.ctx = {
       directory: options.directory,

@@ -44,7 +44,7 @@ export function contains(outer: string, inner: string): boolean {
 
 /** A valid topic name for PUBLISH: non-empty, no wildcards, no NUL. */
 export function isTopicName(topic: string): boolean {
-  return topic.length > 0 && !/[+#\u0000]/.test(topic);
+  return topic.length > 0 && !/[+#]/.test(topic) && !topic.includes('\u0000');
 }
 
 /** A valid subscription filter: # only last and alone in its level, + alone in its level. */
