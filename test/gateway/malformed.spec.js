@@ -108,6 +108,32 @@ describe('ota-gateway: malformed packets', function () {
     });
   }
 
+  it('takes packets sent right behind CONNECT, before its CONNACK, in order', async function () {
+    const raw = h.rawClient(gateway.port);
+    const bytes = [
+      connectBytes(),
+      mqttPacket.generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: 'loop', qos: 1 }] }),
+      mqttPacket.generate({ cmd: 'publish', topic: 'loop', payload: 'hi', qos: 1, messageId: 6, retain: false, dup: false }),
+    ];
+    raw.write(Buffer.concat(bytes));
+    assert.strictEqual((await raw.next('connack')).returnCode, 0);
+    assert.deepStrictEqual((await raw.next('suback')).granted, [1]);
+    const msg = await raw.next('publish');
+    assert.strictEqual(msg.topic, 'loop');
+    assert.strictEqual(msg.payload.toString(), 'hi');
+    await raw.end();
+  });
+
+  it('moves a device\'s will into its namespace, and the broker sends it when the device vanishes', async function () {
+    const got = new Promise((resolve) => server.on('message', (topic, payload) => topic === 'ota/bad/status' && resolve(payload.toString())));
+    await server.subscribeAsync('ota/bad/status');
+    const raw = h.rawClient(gateway.port);
+    raw.send({ cmd: 'connect', protocolVersion: 4, clientId: 'will', username: 'bad-token', clean: true, keepalive: 60, will: { topic: 'status', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    assert.strictEqual((await raw.next('connack')).returnCode, 0);
+    raw.socket.destroy();
+    assert.strictEqual(await got, 'gone');
+  });
+
   it('counted what it closed', function () {
     assert.ok(gateway.counters.malformed >= 6, `malformed: ${gateway.counters.malformed}`);
     assert.ok(events.every((e) => typeof e.message === 'string' && e.message.length > 0));
