@@ -3,7 +3,7 @@ import { randomBytes } from 'crypto';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
 import { NamespacePolicy, TopicPolicy } from './policy';
-import { intersects } from './topics';
+import { SubscriptionBook } from './subscriptions';
 import type { GatewayContext } from './gateway';
 
 // One device connection and its own upstream connection. The device's packets go up rewritten
@@ -12,20 +12,9 @@ import type { GatewayContext } from './gateway';
 // the device itself where it refuses something.
 
 type Version = 3 | 4 | 5;
-type QoS = mqtt.QoS;
-
-// ThingsBoard's transport delivers `v2/fw/response/{id}/chunk/{n}` to a device subscribed to
-// `v2/fw/response/+`; a plain broker does not, so the gateway adds the wider filter itself.
-const TB_RESPONSE = 'v2/fw/response/+';
-const TB_CHUNKS = 'v2/fw/response/+/chunk/+';
 
 const NOT_AUTHORIZED_V5 = 0x87;
 const MAX_QUEUED = 1000;
-
-interface SubscribePlan {
-  /** For each of the device's filters: index in the upstream SUBSCRIBE, or -1 when refused. */
-  slots: number[];
-}
 
 const CONNACK_CODES: Record<AuthFailure | 'unavailable', { v4: number; v5: number }> = {
   bad_credentials: { v4: 4, v5: 0x86 },
@@ -43,18 +32,13 @@ export class DeviceSession {
   private upstream?: net.Socket;
   private readonly parser = mqtt.parser();
   private queue: mqtt.Packet[] = [];
-  private readonly pendingSubs = new Map<number, SubscribePlan>();
-  private readonly pendingUnsubs = new Map<number, number>();
+  private subscriptions?: SubscriptionBook;
   /** QoS 2 publishes refused in MQTT 3.1.1: their PUBREL is answered here, not upstream. */
   private readonly refusedQos2 = new Set<number>();
   /** QoS 2 messages dropped on the way down: their PUBREL is answered here. */
   private readonly droppedQos2 = new Set<number>();
   private readonly aliasesUp = new Map<number, string>();
   private readonly aliasesDown = new Map<number, string>();
-  /** The device's own subscriptions, in its own topic names. */
-  private readonly subscriptions = new Map<string, QoS>();
-  /** True while the gateway's own TB_CHUNKS filter is subscribed for this device. */
-  private widened = false;
   private connackSent = false;
   /** True once the gateway counted this device as connected. */
   private announced = false;
@@ -123,8 +107,6 @@ export class DeviceSession {
           return;
         }
         return this.toUpstream(packet);
-      case 'pubcomp':
-        return this.toUpstream(packet);
       default:
         return this.toUpstream(packet);
     }
@@ -166,6 +148,9 @@ export class DeviceSession {
   private open(connect: mqtt.IConnectPacket, device: DeviceIdentity): void {
     this.device = device;
     this.policy = this.ctx.policyFor(device);
+    const widen = this.ctx.widenThingsboard && device.dialect === 'thingsboard' && this.policy instanceof NamespacePolicy;
+    const failure = this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
+    this.subscriptions = new SubscriptionBook(this.policy, widen, failure, (filter) => this.deny('subscribe', filter));
     const up = this.ctx.connectUpstream();
     this.upstream = up;
     const parser = mqtt.parser({ protocolVersion: this.version });
@@ -274,64 +259,13 @@ export class DeviceSession {
   }
 
   private deviceSubscribe(packet: mqtt.ISubscribePacket): void {
-    const policy = this.policy as TopicPolicy;
-    const upstream: mqtt.ISubscription[] = [];
-    const slots: number[] = [];
-    for (const sub of packet.subscriptions) {
-      const filter = policy.subscribe(sub.topic);
-      if (filter === null) {
-        this.deny('subscribe', sub.topic);
-        slots.push(-1);
-        continue;
-      }
-      slots.push(upstream.length);
-      upstream.push({ ...sub, topic: filter });
-      this.subscriptions.set(sub.topic, sub.qos);
-    }
-    // An explicit subscription to the chunk filter itself is the device's own from now on.
-    if (this.subscriptions.has(TB_CHUNKS)) this.widened = false;
-    const base = packet.subscriptions.find((s) => s.topic === TB_RESPONSE);
-    if (base && this.shouldWiden() && slots[packet.subscriptions.indexOf(base)] >= 0) {
-      upstream.push({ ...base, topic: policy.subscribe(TB_CHUNKS) as string });
-      this.widened = true;
-    }
-    const messageId = packet.messageId ?? 0;
-    if (upstream.length === 0) {
-      // Nothing left to ask the broker: answer the device here, with its own packet id.
-      this.toDevice({ cmd: 'suback', messageId, granted: slots.map(() => this.subscribeFailure()) });
-      return;
-    }
-    this.pendingSubs.set(messageId, { slots });
-    this.toUpstream({ ...packet, subscriptions: upstream });
-  }
-
-  /**
-   * Widen only for ThingsBoard-namespaced devices, and never when another filter of the device
-   * already reaches the chunk topics: the device would get every chunk twice and append both.
-   */
-  private shouldWiden(): boolean {
-    if (!this.ctx.widenThingsboard || this.device?.dialect !== 'thingsboard') return false;
-    if (!(this.policy instanceof NamespacePolicy)) return false;
-    for (const filter of this.subscriptions.keys()) {
-      if (filter !== TB_RESPONSE && intersects(filter, TB_CHUNKS)) return false;
-    }
-    return true;
-  }
-
-  private subscribeFailure(): number {
-    return this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
+    const outcome = (this.subscriptions as SubscriptionBook).subscribe(packet);
+    if (outcome.upstream) this.toUpstream(outcome.upstream);
+    else this.toDevice(outcome.suback);
   }
 
   private deviceUnsubscribe(packet: mqtt.IUnsubscribePacket): void {
-    const policy = this.policy as TopicPolicy;
-    const filters = packet.unsubscriptions.map((f) => policy.unsubscribe(f));
-    for (const f of packet.unsubscriptions) this.subscriptions.delete(f);
-    if (this.widened && packet.unsubscriptions.includes(TB_RESPONSE)) {
-      filters.push(policy.unsubscribe(TB_CHUNKS));
-      this.widened = false;
-    }
-    this.pendingUnsubs.set(packet.messageId ?? 0, packet.unsubscriptions.length);
-    this.toUpstream({ ...packet, unsubscriptions: filters });
+    this.toUpstream((this.subscriptions as SubscriptionBook).unsubscribe(packet));
   }
 
   private deny(kind: 'publish' | 'subscribe', topic: string): void {
@@ -349,24 +283,10 @@ export class DeviceSession {
         return this.upstreamConnack(packet);
       case 'publish':
         return this.upstreamPublish(packet);
-      case 'suback': {
-        const plan = this.pendingSubs.get(packet.messageId ?? 0);
-        if (plan) {
-          this.pendingSubs.delete(packet.messageId ?? 0);
-          const granted = packet.granted as number[];
-          packet = { ...packet, granted: plan.slots.map((i) => (i < 0 ? this.subscribeFailure() : (granted[i] ?? this.subscribeFailure()))) };
-        }
-        return this.toDevice(packet);
-      }
-      case 'unsuback': {
-        const count = this.pendingUnsubs.get(packet.messageId ?? 0);
-        this.pendingUnsubs.delete(packet.messageId ?? 0);
-        // MQTT 5 carries one reason code per filter: trim the ones the gateway added.
-        if (count !== undefined && Array.isArray(packet.granted) && packet.granted.length > count) {
-          packet = { ...packet, granted: packet.granted.slice(0, count) };
-        }
-        return this.toDevice(packet);
-      }
+      case 'suback':
+        return this.toDevice((this.subscriptions as SubscriptionBook).suback(packet));
+      case 'unsuback':
+        return this.toDevice((this.subscriptions as SubscriptionBook).unsuback(packet));
       case 'pubrel':
         if (packet.messageId !== undefined && this.droppedQos2.delete(packet.messageId)) {
           this.toUpstream({ cmd: 'pubcomp', messageId: packet.messageId });
