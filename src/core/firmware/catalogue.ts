@@ -37,6 +37,7 @@ function cleanText(value: unknown, field: string, max: number): string | undefin
   if (typeof value !== 'string') throw new OtaError('bad_field', `${field} must be a string`, field);
   const text = value.trim();
   // Control characters would corrupt topics, JSON notices and logs.
+  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(text)) throw new OtaError('bad_field', `${field} contains control characters`, field);
   if (text.length > max) throw new OtaError('bad_field', `${field} is longer than ${max} characters`, field);
   return text || undefined;

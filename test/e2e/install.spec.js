@@ -1,0 +1,67 @@
+'use strict';
+// What a user gets from `npm install node-red-contrib-mqtt-ota`: the packed tarball installed
+// into a fresh Node-RED user directory, and stock Node-RED 4.1 started there.
+const assert = require('assert');
+const { execFileSync } = require('child_process');
+const fs = require('fs');
+const path = require('path');
+const { startNodeRed, ROOT } = require('../../scripts/node-red-runtime');
+const { tempDir } = require('../support/images');
+
+const pkg = require('../../package.json');
+
+describe('installing the packed tarball into a fresh Node-RED', function () {
+  this.timeout(240000);
+  let work, red;
+
+  before(async () => {
+    work = tempDir('mqtt-ota-install-');
+    // npm pack would run prepack (a full build); `npm test` has just built, so pack what is there.
+    const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const tarball = path.join(work, JSON.parse(out)[0].filename);
+    const userDir = path.join(work, 'user');
+    fs.mkdirSync(userDir);
+    fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', private: true }));
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=dev', tarball], { cwd: userDir, stdio: 'ignore' });
+    red = await startNodeRed({ userDir, link: false, flows: [] });
+  });
+  after(async () => {
+    if (red) await red.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('registers every node type of the package without load errors', async () => {
+    const res = await fetch(`${red.url}/nodes`, { headers: { Accept: 'application/json' } });
+    const sets = (await res.json()).filter((s) => s.module === pkg.name);
+    const types = sets.flatMap((s) => s.types).sort();
+    assert.deepStrictEqual(types, Object.keys(pkg['node-red'].nodes).sort());
+    for (const set of sets) assert.ok(!set.err, `${set.id} failed to load: ${set.err}`);
+    assert.deepStrictEqual(red.logs.filter((l) => /\[error\]/.test(l)), []);
+  });
+
+  it('serves each node\'s editor and help, and the icon', async () => {
+    const res = await fetch(`${red.url}/nodes`, { headers: { Accept: 'text/html' } });
+    const html = await res.text();
+    for (const type of Object.keys(pkg['node-red'].nodes)) {
+      assert.ok(html.includes(`data-template-name="${type}"`), `editor template for ${type}`);
+      assert.ok(html.includes(`data-help-name="${type}"`), `help for ${type}`);
+    }
+    const icon = await fetch(`${red.url}/icons/${pkg.name}/ota.svg`);
+    assert.strictEqual(icon.status, 200);
+  });
+
+  it('lists the examples in the Import menu, each loading as a flow of known node types', async () => {
+    const get = async (p) => (await fetch(`${red.url}/library/examples/flows/${p}`, { headers: { Accept: 'application/json' } })).json();
+    assert.ok((await get('')).includes(pkg.name), 'the package is in Import > Examples');
+    const names = (await get(pkg.name)).map((e) => e.fn).sort();
+    const expected = fs.readdirSync(path.join(ROOT, 'examples')).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, '')).sort();
+    assert.deepStrictEqual(names, expected);
+    const nodeSets = await (await fetch(`${red.url}/nodes`, { headers: { Accept: 'application/json' } })).json();
+    const known = new Set(nodeSets.flatMap((s) => s.types).concat(['tab', 'group', 'subflow', 'comment']));
+    for (const name of names) {
+      const flow = await get(`${pkg.name}/${encodeURIComponent(name)}`);
+      assert.ok(Array.isArray(flow) && flow.length > 0, `${name} is a flow`);
+      for (const n of flow) assert.ok(known.has(n.type), `${name}: node type ${n.type} is installed`);
+    }
+  });
+});
