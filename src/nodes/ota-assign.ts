@@ -97,17 +97,20 @@ export = function (RED: NodeAPI) {
         .filter((d): d is NonNullable<typeof d> => !!d && service.handles(d.dialect));
       if (!devices.length) return;
       const run = async (): Promise<AssignResult> => {
-        if (cmd.action === 'assign') {
-          if (!cmd.firmware) throw new OtaError('bad_command', 'assign command without firmware');
-          return service.assign(service.resolveFirmware(cmd.firmware), devices, false);
+        // The tracker recorded assignment and attempt already: send (or clear) notices only.
+        if (cmd.action === 'assign' || cmd.action === 'renotify') {
+          const firmware = cmd.firmware ? service.resolveFirmware(cmd.firmware) : undefined;
+          if (cmd.action === 'assign' && !firmware) throw new OtaError('bad_command', 'assign command without firmware');
+          return service.renotify(devices, undefined, false, firmware);
         }
         if (cmd.action === 'unassign') return service.unassign(devices, cmd.firmware);
-        return service.renotify(devices);
+        if (cmd.action === 'clear') return service.clear(devices, cmd.firmware);
+        throw new OtaError('bad_command', `unknown command ${String(cmd.action)}`);
       };
       run().then(
         (result) => {
-          if (cmd.action === 'assign') for (const out of result.outs) (out as NoticeMsg).firmware = cmd.firmware;
-          const err = report(result, node.send.bind(node), cmd.action === 'unassign' ? 'cleared' : 'notified');
+          if (cmd.firmware && (cmd.action === 'assign' || cmd.action === 'renotify')) for (const out of result.outs) (out as NoticeMsg).firmware = cmd.firmware;
+          const err = report(result, node.send.bind(node), cmd.action === 'unassign' || cmd.action === 'clear' ? 'cleared' : 'notified');
           if (err) node.error(err.message);
         },
         (err: Error) => {

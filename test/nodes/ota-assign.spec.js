@@ -63,12 +63,33 @@ describe('ota-assign', function () {
     const c = await devices.connect(env.broker.url, 'watcher');
     await c.subscribeAsync(['v1/devices/me/attributes', '$ota/update/#']);
     const got = new Promise((resolve) => c.on('message', (t, p) => resolve([t, JSON.parse(p)])));
+    // As the rollout tracker does: record, count the attempt, then ask the flow to send.
+    for (const d of ['tb', 'tc']) {
+      repo.rollout.assign(d, d === 'tb' ? 'thingsboard' : 'tencent', fw);
+      repo.rollout.markNotified(d);
+    }
     repo.emit('command', { action: 'assign', firmware: fw, devices: ['tb', 'tc', 'nobody'] });
     const [topic, payload] = await got;
     assert.strictEqual(topic, 'v1/devices/me/attributes');
     assert.strictEqual(payload.fw_version, '1.0.0');
-    assert.strictEqual(repo.rollout.get('tb').state, 'notified');
-    assert.strictEqual(repo.rollout.get('tc'), undefined);
+    assert.strictEqual(repo.rollout.get('tb').attempts, 1, 'the tracker counted the attempt; the node does not count it again');
+    await c.endAsync();
+  });
+
+  it('clears a retained notice on a "clear" command and keeps the assignment', async function () {
+    const repo = await env.load({ dialect: 'biotz', assign: { customer: 'c9' } });
+    const fw = (await repo.firmware.store({ image: image(50), title: 'app', version: '1.0.0' })).record;
+    await receive(helper.getNode('assign'), { firmware: fw, devices: { id: 'b9', dialect: 'biotz' } });
+    const c = await devices.connect(env.broker.url, 'watcher');
+    const seen = [];
+    c.on('message', (_t, p) => seen.push(p.length));
+    await c.subscribeAsync('biotz/1/0/c9/b9/subscribe/firmware/update', { qos: 1 });
+    await c.publishAsync('sync', 'x', { qos: 1 });
+    assert.strictEqual(seen.length, 1, 'the retained notice');
+    const cleared = new Promise((resolve) => c.on('message', (_t, p) => resolve(p.length)));
+    repo.emit('command', { action: 'clear', firmware: fw, devices: ['b9'] });
+    assert.strictEqual(await cleared, 0);
+    assert.strictEqual(repo.rollout.get('b9').firmware, fw.id);
     await c.endAsync();
   });
 

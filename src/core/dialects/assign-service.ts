@@ -24,9 +24,12 @@ export interface AssignResult {
   warnings: string[];
 }
 
-/** The repository's 'command' event (admin API, retry timer): ota-assign sends the notices. */
+/**
+ * The repository's 'command' event (rollout tracker: admin API, retries, devices up to date). The
+ * tracker has recorded the change already; ota-assign only sends (or clears) the notices.
+ */
 export interface OtaCommand {
-  action: 'assign' | 'unassign' | 'renotify';
+  action: 'assign' | 'unassign' | 'renotify' | 'clear';
   firmware?: FirmwareRecord;
   devices: string[];
 }
@@ -132,40 +135,53 @@ export class AssignService {
     return result;
   }
 
-  /** Sends the notice of each device's current assignment again (retries, a device that asks). */
-  async renotify(devices: DeviceRecord[], result = empty()): Promise<AssignResult> {
+  /**
+   * Sends the notice of each device's assignment again (a device that asks, msg.action renotify).
+   * `record` false builds the notices only: the rollout tracker counted the attempt already.
+   */
+  async renotify(devices: DeviceRecord[], result = empty(), record = true, given?: FirmwareRecord): Promise<AssignResult> {
     for (const device of devices) {
       const state = this.repo.rollout.get(device.id);
-      if (!state?.firmware) {
+      const id = given?.id ?? state?.firmware;
+      if (!id) {
         result.errors.push(`${device.id}: no firmware is assigned`);
         continue;
       }
-      const firmware = this.repo.firmware.get(state.firmware);
+      const firmware = this.repo.firmware.get(id);
       if (!firmware) {
-        result.errors.push(`${device.id}: its assigned firmware ${state.target ? `${state.target.title} ${state.target.version}` : state.firmware} was deleted; assign another`);
+        const label = given ? `${given.title} ${given.version}` : state?.target ? `${state.target.title} ${state.target.version}` : id;
+        result.errors.push(`${device.id}: its assigned firmware ${label} was deleted; assign another`);
         continue;
       }
       const outs = await this.notice(device, firmware, result);
-      if (outs) this.sent(device, outs, result);
+      if (outs) this.sent(device, outs, result, record);
     }
     return result;
   }
 
-  /** Clears what the notices left on the broker and ends the assignments. */
-  unassign(devices: DeviceRecord[], hint?: FirmwareRef, result = empty()): AssignResult {
+  /** What clears each device's notice from the broker; the assignment stays (a device up to date). */
+  clear(devices: DeviceRecord[], hint?: FirmwareRef, result = empty()): AssignResult {
     for (const device of devices) {
       const state = this.repo.rollout.get(device.id);
       const firmware: FirmwareRef | undefined = hint ?? (state?.firmware ? this.repo.firmware.get(state.firmware) : undefined) ?? state?.target;
       try {
         const outs = dialectFor(device.dialect).clear(device, firmware, this.config.options(device.dialect));
         for (const out of outs) result.outs.push({ ...out, device: device.id });
+        result.notified.push(device.id);
       } catch (err) {
         result.errors.push(`${device.id}: ${(err as Error).message}`);
       }
-      if (state?.firmware) this.repo.rollout.unassign(device.id);
+    }
+    return result;
+  }
+
+  /** Clears what the notices left on the broker and ends the assignments. */
+  unassign(devices: DeviceRecord[], hint?: FirmwareRef, result = empty()): AssignResult {
+    this.clear(devices, hint, result);
+    for (const device of devices) {
+      if (this.repo.rollout.get(device.id)?.firmware) this.repo.rollout.unassign(device.id);
       this.delivery.requests.end(device.id);
       this.delivery.tagoChunkSize.delete(device.id);
-      result.notified.push(device.id);
     }
     return result;
   }
@@ -238,8 +254,8 @@ export class AssignService {
     }
   }
 
-  private sent(device: DeviceRecord, outs: MqttOut[], result: AssignResult): void {
-    this.repo.rollout.markNotified(device.id);
+  private sent(device: DeviceRecord, outs: MqttOut[], result: AssignResult, record = true): void {
+    if (record) this.repo.rollout.markNotified(device.id);
     if (device.dialect === 'tago') this.delivery.tagoChunkSize.set(device.id, tagoChunkSize(this.config.options('tago')));
     for (const out of outs) {
       // Sming devices of one app share a retained topic: one publish of the image is enough.

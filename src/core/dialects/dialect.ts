@@ -55,6 +55,8 @@ export type FirmwareRef = Pick<FirmwareRecord, 'title' | 'version'> & Partial<Fi
  * A bare version report (Tencent report_version, ThingsBoard current_fw_* without fw_state, Tago
  * firmware_version) is a progress event with state 'notified' and `version`: the device says what
  * it runs and is waiting; the rollout store turns a version equal to the target into 'updated'.
+ * A progress event's device is '' when neither the topic nor options.device names it: the caller
+ * fills it (msg.device). Requests (chunk, attribute) with no device come back 'invalid'.
  */
 export type Uplink =
   | { kind: 'progress'; events: ProgressEvent[] }
@@ -77,7 +79,9 @@ export interface Dialect {
   /** What clears a notice (empty retained publish, ThingsBoard {"deleted":[...]}). */
   clear(device: DeviceRecord, firmware: FirmwareRef | undefined, options?: DialectOptions): MqttOut[];
   /**
-   * Classifies an uplink; the device comes from the topic, else from options.device. The payload
+   * Classifies an uplink; the device comes from the topic, else from options.device. Without
+   * options.prefix, topics with levels in front still match and the last such level is the
+   * device (`{ns}/{device}/v1/devices/me/telemetry`); with a prefix, only that prefix. The payload
    * is what `mqtt in` gives: a Buffer, a string, or already-parsed JSON (auto-detect mode).
    */
   parseUplink(topic: string, payload: unknown, options?: DialectOptions): Uplink;

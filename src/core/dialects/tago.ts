@@ -64,7 +64,7 @@ export const tago: Dialect = {
   },
 
   parseUplink(topic, payload, options): Uplink {
-    const g = match(templatesOf(TOPICS, options).data, topic);
+    const g = match(templatesOf(TOPICS, options).data, topic, options);
     if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}` };
     const raw = bytesOf(payload);
     // Our own blocks and manifests come back on this topic: skip them without parsing.
@@ -75,9 +75,9 @@ export const tago: Dialect = {
     const device = g.device ?? (options?.device || undefined);
     const parsed = json(payload);
     if (!parsed.ok) return { kind: 'invalid', device, error: `firmware_request: ${parsed.error}` };
-    if (!device) return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };
     const request = pick(parsed.value, 'firmware_request');
     if (request) {
+      if (!device) return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };
       const n = index(request.value);
       if (n === undefined) return { kind: 'invalid', device, error: `firmware_request value ${JSON.stringify(request.value)?.slice(0, 32)} is not a non-negative integer` };
       return { kind: 'chunk-request', device, requestId: '', index: n };
@@ -85,7 +85,7 @@ export const tago: Dialect = {
     const version = pick(parsed.value, 'firmware_version');
     if (version) {
       if (typeof version.value !== 'string' || version.value === '') return { kind: 'invalid', device, error: 'firmware_version value must be a version string' };
-      const event: ProgressEvent = { device, dialect: 'tago', state: 'notified', version: version.value, at: now() };
+      const event: ProgressEvent = { device: device ?? '', dialect: 'tago', state: 'notified', version: version.value, at: now() };
       return { kind: 'progress', events: [event] };
     }
     return { kind: 'ignored', reason: 'not a firmware request' };

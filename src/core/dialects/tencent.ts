@@ -56,7 +56,7 @@ export const tencent: Dialect = {
   },
 
   parseUplink(topic, payload, options) {
-    const g = match(templatesOf(TOPICS, options).report, topic);
+    const g = match(templatesOf(TOPICS, options).report, topic, options);
     if (!g) return { kind: 'ignored', reason: `not a Tencent report topic: ${topic}` };
     const device = g.device ?? (options?.device || undefined);
     if (!device) return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };

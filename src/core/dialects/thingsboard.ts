@@ -60,9 +60,6 @@ function noDevice(): Uplink {
   return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };
 }
 
-function atOf(ts: unknown): string {
-  return typeof ts === 'number' && Number.isFinite(ts) ? new Date(ts).toISOString() : now();
-}
 
 /** Telemetry: {k:v}, {ts, values:{k:v}}, or a list of either (ThingsBoard accepts all three). */
 function telemetryEvents(value: unknown, device: string): ProgressEvent[] | string {
@@ -71,7 +68,8 @@ function telemetryEvents(value: unknown, device: string): ProgressEvent[] | stri
   for (const item of items) {
     if (!isObject(item)) return 'telemetry must be an object or a list of objects';
     const values = isObject(item.values) ? item.values : item;
-    const at = atOf(item.ts);
+    // When we heard it, not the device's ts: device clocks drift, and timeouts run on ours.
+    const at = now();
     const raw = values.fw_state;
     const version = typeof values.current_fw_version === 'string' ? values.current_fw_version : undefined;
     const title = typeof values.current_fw_title === 'string' ? values.current_fw_title : undefined;
@@ -131,7 +129,7 @@ export const thingsboard: Dialect = {
   parseUplink(topic, payload, options) {
     const t = templatesOf(TOPICS, options);
     // Chunk requests first: they are the hot path, and need no JSON.
-    let g = match(t.chunkRequest, topic);
+    let g = match(t.chunkRequest, topic, options);
     if (g) {
       const device = deviceFor(g, options);
       if (!device) return noDevice();
@@ -150,17 +148,16 @@ export const thingsboard: Dialect = {
       request.size = size;
       return request;
     }
-    g = match(t.telemetry, topic);
+    g = match(t.telemetry, topic, options);
     if (g) {
-      const device = deviceFor(g, options);
-      if (!device) return noDevice();
+      const device = deviceFor(g, options) ?? ''; // '': the caller fills it (msg.device)
       const parsed = json(payload);
       if (!parsed.ok) return { kind: 'invalid', device, error: `telemetry: ${parsed.error}` };
       const events = telemetryEvents(parsed.value, device);
       if (typeof events === 'string') return { kind: 'invalid', device, error: `telemetry: ${events}` };
       return events.length ? { kind: 'progress', events } : { kind: 'ignored', reason: 'telemetry without firmware keys' };
     }
-    g = match(t.attributeRequest, topic);
+    g = match(t.attributeRequest, topic, options);
     if (g) {
       const device = deviceFor(g, options);
       if (!device) return noDevice();

@@ -37,11 +37,16 @@ function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** A regex for a template; each placeholder matches one topic level (or part of one, never a '/'). */
-export function compile(template: string): RegExp {
-  let re = compiled.get(template);
+/**
+ * A regex for a template; each placeholder matches one topic level (or part of one, never a '/').
+ * `anyPrefix` also accepts whole levels in front, the last of them captured as `ns`: a node with no
+ * namespace configured still reads `{ns}/{device}/v1/devices/me/...` (the gateway's form).
+ */
+export function compile(template: string, anyPrefix = false): RegExp {
+  const key = (anyPrefix ? '*' : '=') + template;
+  let re = compiled.get(key);
   if (re) return re;
-  let source = '^';
+  let source = anyPrefix ? '^(?:(?:[^/]+/)*?(?<ns>[^/#+]+)/)?' : '^';
   let last = 0;
   const seen = new Set<string>();
   for (const m of template.matchAll(PLACEHOLDER)) {
@@ -55,15 +60,23 @@ export function compile(template: string): RegExp {
   source += escape(template.slice(last)) + '$';
   re = new RegExp(source);
   if (compiled.size >= MAX_COMPILED) compiled.clear();
-  compiled.set(template, re);
+  compiled.set(key, re);
   return re;
 }
 
-/** The named parts of a topic matching a template, or undefined. */
-export function match(template: string, topic: string): Record<string, string> | undefined {
-  const m = compile(template).exec(topic);
+/**
+ * The named parts of a topic matching a template, or undefined. With a namespace configured the
+ * topic must match exactly; without one, levels in front are accepted and the last of them is
+ * taken as the device (the gateway's `{ns}/{device}/` form) unless the template names the device.
+ */
+export function match(template: string, topic: string, options?: DialectOptions): Record<string, string> | undefined {
+  const m = compile(template, !options?.prefix).exec(topic);
   if (!m) return undefined;
-  return { ...(m.groups ?? {}) };
+  const groups: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.groups ?? {})) if (v !== undefined) groups[k] = v;
+  if (groups.device === undefined && groups.ns !== undefined) groups.device = groups.ns;
+  delete groups.ns;
+  return groups;
 }
 
 /** The MQTT subscription filter for a template: every level holding a placeholder becomes '+'. */

@@ -30,6 +30,13 @@ describe('thingsboard dialect', function () {
       { kind: 'chunk-request', device: 'tb9', requestId: '7', index: 3, size: 1024 });
   });
 
+  it('reads the device from a namespace even when none is configured (progress-parser, a forgotten setting)', function () {
+    assert.strictEqual(thingsboard.parseUplink('ota/tb7/v2/fw/request/1/chunk/0', '').device, 'tb7');
+    assert.strictEqual(thingsboard.parseUplink('a/b/ota/tb7/v1/devices/me/telemetry', '{"fw_state":"UPDATED"}').events[0].device, 'tb7');
+    assert.strictEqual(thingsboard.parseUplink('ota/tb7/v1/devices/me/telemetry', '{"fw_state":"UPDATED"}', { prefix: 'gw/{device}/' }).kind, 'ignored');
+    assert.strictEqual(thingsboard.parseUplink('v1/devices/me/telemetry', '{"fw_state":"UPDATED"}').events[0].device, '', 'unknown: the caller fills it');
+  });
+
   it('takes the device from the node when the topic names none', function () {
     assert.deepStrictEqual(thingsboard.parseUplink('v2/fw/request/1/chunk/0', '', { device: 'solo' }), { kind: 'chunk-request', device: 'solo', requestId: '1', index: 0 });
     assert.strictEqual(thingsboard.parseUplink('v2/fw/request/1/chunk/0', '').kind, 'invalid');
@@ -62,7 +69,7 @@ describe('thingsboard dialect', function () {
   it('reads telemetry as a list, with or without ts/values, and ignores telemetry without firmware keys', function () {
     const u = thingsboard.parseUplink('v1/devices/me/telemetry', JSON.stringify([{ ts: 1700000000000, values: { fw_state: 'DOWNLOADING' } }, { fw_state: 'DOWNLOADED' }]), { device: 'd' });
     assert.deepStrictEqual(u.events.map((e) => e.state), ['downloading', 'downloaded']);
-    assert.strictEqual(u.events[0].at, new Date(1700000000000).toISOString());
+    assert.notStrictEqual(u.events[0].at, new Date(1700000000000).toISOString(), 'stamped with our clock, not the device\'s');
     assert.strictEqual(thingsboard.parseUplink('v1/devices/me/telemetry', '{"temperature":21}', { device: 'd' }).kind, 'ignored');
     assert.match(thingsboard.parseUplink('v1/devices/me/telemetry', '{"fw_state":', { device: 'd' }).error, /malformed JSON/);
     assert.strictEqual(thingsboard.parseUplink('v1/devices/me/telemetry', '{"current_fw_version":"1.0.0"}', { device: 'd' }).events[0].state, 'notified');
