@@ -18,7 +18,6 @@ interface ChunkServerDef extends NodeDef, DeliverySettings {
 export = function (RED: NodeAPI) {
   function ChunkServer(this: Node, config: ChunkServerDef) {
     RED.nodes.createNode(this, config);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- named functions below need the node
     const node = this;
     let service: ChunkService;
     const repoNode = useRepository(RED, node, config.repository);

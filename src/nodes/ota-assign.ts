@@ -19,7 +19,6 @@ interface OtaAssignDef extends NodeDef, DeliverySettings {
 export = function (RED: NodeAPI) {
   function OtaAssign(this: Node, config: OtaAssignDef) {
     RED.nodes.createNode(this, config);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- named functions below need the node
     const node = this;
     let options: DialectOptions;
     try {
