@@ -17,7 +17,7 @@ function chunkSizeOf(options?: DialectOptions): number {
 }
 
 function dataTopic(vars: Record<string, string | number | undefined>, options: DialectOptions | undefined, what: string): string {
-  return fill(templatesOf(TOPICS, options).data, vars, what);
+  return fill(templatesOf('tago', TOPICS, options).data, vars, what);
 }
 
 /** A variable in Tago's form; devices may also post a list of them. */
@@ -35,7 +35,7 @@ export const tago: Dialect = {
   defaultTopics: TOPICS,
 
   uplinkFilters(options) {
-    return [filterOf(templatesOf(TOPICS, options).data)];
+    return [filterOf(templatesOf('tago', TOPICS, options).data)];
   },
 
   notice(ctx, options) {
@@ -64,7 +64,7 @@ export const tago: Dialect = {
   },
 
   parseUplink(topic, payload, options): Uplink {
-    const g = match(templatesOf(TOPICS, options).data, topic, options);
+    const g = match(templatesOf('tago', TOPICS, options).data, topic, options);
     if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}` };
     const raw = bytesOf(payload);
     // Our own blocks and manifests come back on this topic: skip them without parsing.
@@ -98,7 +98,7 @@ export const tago: Dialect = {
   },
 
   errorReply(device, message, options) {
-    const topic = templatesOf(TOPICS, options).data;
+    const topic = templatesOf('tago', TOPICS, options).data;
     if (!device && /\{device\}/.test(topic)) return [];
     return [{ topic: fill(topic, { device }, 'tago error'), payload: JSON.stringify({ variable: 'firmware_error', value: message }), qos: 0, retain: false }];
   },
