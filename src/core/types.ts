@@ -88,6 +88,26 @@ export interface ProgressEvent {
   version?: string;
   title?: string;
   error?: ProgressError;
+  /**
+   * The state was inferred from what the gateway saw the device do (connect, subscribe), not
+   * reported by the device: dialects without progress reports (Sming, Biotz after its download).
+   */
+  inferred?: boolean;
+  at: string;
+}
+
+/**
+ * What the ota-gateway saw a device do, forwarded to the repository (`repo.emit('presence', …)`):
+ * the only signal Sming devices give, and Biotz devices after their download. `filters` are the
+ * subscriptions the broker granted (device's own topic names); `session` tells one connection of
+ * a device from the next, so a late disconnect of an old connection is not taken for the new one.
+ */
+export interface PresenceEvent {
+  device: string;
+  dialect: DialectName;
+  event: 'connect' | 'subscribe' | 'disconnect';
+  filters?: string[];
+  session?: string;
   at: string;
 }
 

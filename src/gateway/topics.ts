@@ -1,18 +1,8 @@
 // MQTT topic-filter arithmetic the gateway's rewriting and ACLs rest on. Pure functions.
 
-/** True when `filter` (may hold + and #) matches the concrete `topic`. */
-export function matches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  // A filter starting with a wildcard never matches a $-topic (MQTT 3.1.1 4.7.2).
-  if ((f[0] === '+' || f[0] === '#') && topic.startsWith('$')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
+import { matches } from '../core/topic-filter';
+
+export { matches };
 
 /** True when some topic could match both filters (used to avoid double deliveries). */
 export function intersects(a: string, b: string): boolean {

@@ -4,6 +4,7 @@ import type { Delivery } from '../chunking';
 import type { DialectOptions, FirmwareRef } from './dialect';
 import { dialectFor } from './index';
 import { tagoChunkSize } from './tago';
+import { hasReceived } from '../rollout/rollout-store';
 
 // Assignments and their notices: which firmware goes to which devices, recorded in the rollout
 // store, and the downlinks that tell each device. Pure of Node-RED; the ota-assign node is glue.
@@ -43,6 +44,8 @@ export interface AssignConfig {
 export type Repo = Pick<OtaRepository, 'devices' | 'firmware' | 'rollout' | 'downloadUrl'>;
 
 const memos = new WeakMap<AssignResult, Map<string, MqttOut[]>>();
+/** Per result: the retained notice topic of each device notified, recorded once all are built. */
+const retainedOf = new WeakMap<AssignResult, Map<string, string>>();
 
 function empty(): AssignResult {
   return { outs: [], notified: [], upToDate: [], errors: [], warnings: [] };
@@ -132,6 +135,7 @@ export class AssignService {
       }
       this.sent(device, outs, result);
     }
+    this.recordRetained(result);
     return result;
   }
 
@@ -156,17 +160,45 @@ export class AssignService {
       const outs = await this.notice(device, firmware, result);
       if (outs) this.sent(device, outs, result, record);
     }
+    this.recordRetained(result);
     return result;
+  }
+
+  /**
+   * Notes where each notice waits retained (the tracker clears it from there, and reads a device's
+   * subscription to it as delivery). Last step of a run, with no await before the notices go out,
+   * so nothing can clear a topic between this and the publish of its notice.
+   */
+  private recordRetained(result: AssignResult): void {
+    const topics = retainedOf.get(result);
+    if (!topics) return;
+    retainedOf.delete(result);
+    for (const [device, topic] of topics) this.repo.rollout.setRetained(device, topic);
+  }
+
+  /** True while a device outside `except` still waits for the shared retained notice on `topic`. */
+  private sharedNoticeAwaited(topic: string, except: ReadonlySet<string>): boolean {
+    for (const r of this.repo.rollout.records()) if (r.retained === topic && r.firmware && !except.has(r.device) && !hasReceived(r.state)) return true;
+    return false;
   }
 
   /** What clears each device's notice from the broker; the assignment stays (a device up to date). */
   clear(devices: DeviceRecord[], hint?: FirmwareRef, result = empty()): AssignResult {
+    const batch = new Set(devices.map((d) => d.id));
     for (const device of devices) {
       const state = this.repo.rollout.get(device.id);
       const firmware: FirmwareRef | undefined = hint ?? (state?.firmware ? this.repo.firmware.get(state.firmware) : undefined) ?? state?.target;
       try {
-        const outs = dialectFor(device.dialect).clear(device, firmware, this.config.options(device.dialect));
-        for (const out of outs) result.outs.push({ ...out, device: device.id });
+        const dialect = dialectFor(device.dialect);
+        const outs = dialect.clear(device, firmware, this.config.options(device.dialect));
+        for (const out of outs) {
+          // A shared notice (Sming: every device of an app and version line) stays while another
+          // device still waits for it: unassigning one device must not take the image from the rest.
+          if (dialect.retainedNotice === 'shared' && this.sharedNoticeAwaited(out.topic, batch)) continue;
+          if (result.outs.some((o) => o.topic === out.topic && o.payload === out.payload)) continue;
+          result.outs.push({ ...out, device: device.id });
+        }
+        if (state?.retained !== undefined) this.repo.rollout.setRetained(device.id, undefined);
         result.notified.push(device.id);
       } catch (err) {
         result.errors.push(`${device.id}: ${(err as Error).message}`);
@@ -256,6 +288,12 @@ export class AssignService {
 
   private sent(device: DeviceRecord, outs: MqttOut[], result: AssignResult, record = true): void {
     if (record) this.repo.rollout.markNotified(device.id);
+    const retained = dialectFor(device.dialect).retainedNotice ? outs.find((o) => o.retain) : undefined;
+    if (retained) {
+      let topics = retainedOf.get(result);
+      if (!topics) retainedOf.set(result, (topics = new Map()));
+      topics.set(device.id, retained.topic);
+    }
     if (device.dialect === 'tago') this.delivery.tagoChunkSize.set(device.id, tagoChunkSize(this.config.options('tago')));
     for (const out of outs) {
       // Sming devices of one app share a retained topic: one publish of the image is enough.

@@ -9,6 +9,8 @@ const TOPICS = { update: 'biotz/1/0/{customer}/{device}/subscribe/firmware/updat
 export const biotz: Dialect = {
   name: 'biotz',
   defaultTopics: TOPICS,
+  reports: 'download',
+  retainedNotice: 'device',
 
   uplinkFilters() {
     return [];

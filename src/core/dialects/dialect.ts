@@ -69,9 +69,38 @@ export type Uplink =
 
 export type ChunkRequest = Extract<Uplink, { kind: 'chunk-request' }>;
 
+/**
+ * What a device of a dialect tells the server about its update:
+ * - `progress`: it reports (ThingsBoard fw_state, Tencent reports, TagoIO chunk requests);
+ * - `download`: nothing, but its signed URL is fetched (Biotz): downloading and downloaded are seen;
+ * - `none`: nothing at all (Sming). Past the download, only the gateway's presence events tell
+ *   more (a reconnect after the download: the device restarted into the new firmware).
+ */
+export type Reports = 'progress' | 'download' | 'none';
+
+/**
+ * Where a dialect's notice stays retained and would start the update again unless cleared:
+ * `device` (one topic per device: Biotz), `shared` (one topic for every device of an app and
+ * version line: Sming). Absent: the notice is not retained (or only on request, cleared on unassign).
+ */
+export type RetainedNotice = 'device' | 'shared';
+
+/**
+ * Whether a device of a dialect that reports this way can leave `state` by anything the server
+ * sees (a report, a download request). If not, waiting longer proves nothing: no timeout, and no
+ * retry (a retry would only publish again what the device already took).
+ */
+export function leavesBySignal(reports: Reports, state: string): boolean {
+  if (reports === 'progress') return true;
+  if (reports === 'download') return state === 'notified' || state === 'downloading';
+  return false;
+}
+
 export interface Dialect {
   readonly name: DialectName;
   readonly defaultTopics: TopicTemplates;
+  readonly reports: Reports;
+  readonly retainedNotice?: RetainedNotice;
   /** Topic filters (MQTT wildcards) an `mqtt in` node subscribes to for this dialect's uplinks. */
   uplinkFilters(options?: DialectOptions): string[];
   /** The notice(s) telling a device to update. Throws OtaError when one cannot be built. */

@@ -40,6 +40,8 @@ export function patchHeader(version: string, encoding: 'byte' | 'varint' = 'byte
 export const sming: Dialect = {
   name: 'sming',
   defaultTopics: TOPICS,
+  reports: 'none',
+  retainedNotice: 'shared',
 
   uplinkFilters() {
     return [];

@@ -33,6 +33,7 @@ function bytesOf(payload: unknown): Buffer | string | undefined {
 export const tago: Dialect = {
   name: 'tago',
   defaultTopics: TOPICS,
+  reports: 'progress',
 
   uplinkFilters(options) {
     return [filterOf(templatesOf('tago', TOPICS, options).data)];

@@ -34,6 +34,7 @@ function percentOf(value: unknown): number | undefined {
 export const tencent: Dialect = {
   name: 'tencent',
   defaultTopics: TOPICS,
+  reports: 'progress',
 
   uplinkFilters(options) {
     return [filterOf(templatesOf('tencent', TOPICS, options).report)];

@@ -105,6 +105,7 @@ function sharedKeys(value: unknown): string[] | undefined {
 export const thingsboard: Dialect = {
   name: 'thingsboard',
   defaultTopics: TOPICS,
+  reports: 'progress',
 
   uplinkFilters(options) {
     const t = templatesOf('thingsboard', TOPICS, options);

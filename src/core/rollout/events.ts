@@ -13,6 +13,8 @@ export interface NormalisedEvent {
   percent?: number;
   version?: string;
   error?: ProgressError;
+  /** The state was inferred from the device's presence at the gateway, not reported by it. */
+  inferred?: true;
   at: string;
 }
 
@@ -117,6 +119,7 @@ export function normalise(record: DeviceState, event?: ProgressEvent): Normalise
     ...(record.percent !== undefined && state !== 'notified' && state !== 'assigned' ? { percent: record.percent } : {}),
     ...(event?.version !== undefined ? { version: event.version } : {}),
     ...(error ? { error } : {}),
+    ...(record.inferred ? { inferred: true as const } : {}),
     at: event?.at ?? record.stateSince,
   };
 }

@@ -24,6 +24,13 @@ export interface DeviceState {
   lastSeen?: string;
   /** When the rollout last moved for this device (notice sent, state or percent changed): timeouts count from here. */
   progressAt?: string;
+  /**
+   * True when the state was inferred from the device's presence at the gateway (Sming, Biotz:
+   * they report nothing past their download), not reported by the device.
+   */
+  inferred?: boolean;
+  /** The topic where this device's notice waits retained on the broker (Biotz, Sming), until cleared. */
+  retained?: string;
 }
 
 export type RolloutSummary = Record<ProgressState | 'idle', number> & { total: number; percentDone: number };
@@ -32,6 +39,11 @@ const ACTIVE: ReadonlySet<string> = new Set(['notified', 'downloading', 'downloa
 
 export function isActive(state: DeviceState['state']): boolean {
   return ACTIVE.has(state);
+}
+
+/** States in which a device has taken its notice: a shared retained notice may go once all have. */
+export function hasReceived(state: DeviceState['state']): boolean {
+  return state === 'downloaded' || state === 'verified' || state === 'updating' || state === 'updated';
 }
 
 type CountKey = ProgressState | 'idle';
@@ -76,6 +88,11 @@ export class RolloutStore {
 
   list(): DeviceState[] {
     return [...this.states.values()].sort((a, b) => a.device.localeCompare(b.device));
+  }
+
+  /** Every record, unsorted (for scans that do not need list()'s order). */
+  records(): IterableIterator<DeviceState> {
+    return this.states.values();
   }
 
   get(device: string): DeviceState | undefined {
@@ -123,6 +140,7 @@ export class RolloutStore {
       s.attempts += 1;
       s.notifiedAt = at;
       s.progressAt = at;
+      delete s.inferred;
       if (s.state === 'assigned' || s.state === 'failed' || s.state === 'timed_out') {
         s.state = 'notified';
         s.stateSince = at;
@@ -140,6 +158,7 @@ export class RolloutStore {
       const at = this.stamp();
       s.state = 'timed_out';
       s.stateSince = at;
+      delete s.inferred;
       s.lastError = error;
       return s;
     });
@@ -152,9 +171,21 @@ export class RolloutStore {
       delete s.firmware;
       delete s.target;
       delete s.percent;
+      delete s.inferred;
+      delete s.retained;
       s.state = 'idle';
       s.stateSince = this.stamp();
       return s;
+    });
+  }
+
+  /** Where a device's retained notice now waits (undefined: cleared). Changes nothing else. */
+  setRetained(device: string, topic: string | undefined): void {
+    const s = this.states.get(device);
+    if (!s || s.retained === topic) return;
+    this.change(device, () => {
+      if (topic === undefined) delete s.retained;
+      else s.retained = topic;
     });
   }
 
@@ -193,9 +224,12 @@ export class RolloutStore {
       s.lastError = { code: 'wrong_version', message: `device reports ${event.version}, expected ${s.target.version}` };
     }
     const percent = next === 'updated' || next === 'downloaded' ? 100 : event.percent;
-    const changed = s.state !== next || (percent !== undefined && percent !== s.percent) || event.error !== undefined;
+    const inferred = event.inferred === true;
+    const changed = s.state !== next || (percent !== undefined && percent !== s.percent) || event.error !== undefined || inferred !== (s.inferred === true);
     if (s.state !== next) s.stateSince = at;
     s.state = next;
+    if (inferred) s.inferred = true;
+    else delete s.inferred;
     if (percent !== undefined) s.percent = percent;
     else if (next !== 'downloading') delete s.percent;
     if (event.error) s.lastError = event.error;

@@ -1,8 +1,10 @@
 import { EventEmitter } from 'events';
 import type { OtaRepository } from '../repository';
 import type { DownloadEvent } from '../firmware/download';
-import type { DeviceRecord, DialectName, FirmwareRecord, ProgressEvent } from '../types';
-import { DeviceState, RolloutSummary, isActive } from './rollout-store';
+import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressEvent, isDialectName } from '../types';
+import { Dialect, dialectFor, leavesBySignal } from '../dialects';
+import { matches } from '../topic-filter';
+import { DeviceState, RolloutSummary, hasReceived, isActive } from './rollout-store';
 import { NormalisedEvent, fromDownload, normalise } from './events';
 
 // One tracker per repository: the single place where progress is applied to the rollout store,
@@ -40,10 +42,17 @@ export interface RepositoryCommand {
   devices: string[];
 }
 
-export type EventSource = 'uplink' | 'download' | 'timeout' | 'retry' | 'admin';
+export type EventSource = 'uplink' | 'download' | 'presence' | 'timeout' | 'retry' | 'admin';
 
-/** Dialects whose notice stays retained on the broker and would start the update again (DESIGN.md 3). */
-export const RETAINED_NOTICE: ReadonlySet<DialectName> = new Set<DialectName>(['sming', 'biotz']);
+function dialectOf(name: DialectName | string): Dialect | undefined {
+  return isDialectName(name) ? dialectFor(name) : undefined;
+}
+
+/** A device's current connection at the gateway, as far as presence events tell (reports 'none'/'download' only). */
+interface Presence {
+  session?: string;
+  filters: string[];
+}
 
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -84,6 +93,8 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
   private readonly policies = new Map<string, RetryPolicy>();
   private lastSummary = '';
   private readonly onDownload = (ev: DownloadEvent) => this.download(ev);
+  private readonly onPresence = (ev: PresenceEvent) => this.presence(ev);
+  private readonly present = new Map<string, Presence>();
 
   constructor(readonly repo: OtaRepository) {
     super();
@@ -106,12 +117,15 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     if (this.running) return;
     this.running = true;
     this.repo.on('download', this.onDownload);
+    this.repo.on('presence', this.onPresence);
     this.rearm();
   }
 
   stop(): void {
     this.running = false;
     this.repo.off('download', this.onDownload);
+    this.repo.off('presence', this.onPresence);
+    this.present.clear();
     this.disarm();
   }
 
@@ -131,7 +145,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     if (!record) return undefined;
     const out = normalise(record, event);
     this.emit('progress', out, record, source);
-    if (record.state === 'updated' && before !== 'updated') this.lifecycle(record);
+    if (record.state !== before) this.lifecycle(record, before);
     this.emitSummary();
     return { event: out, record };
   }
@@ -177,11 +191,98 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     this.repo.emit('command', cmd);
   }
 
-  /** Up to date: withdraw a retained notice that would otherwise start the update again. */
-  private lifecycle(record: DeviceState): void {
-    if (!record.firmware || !RETAINED_NOTICE.has(record.dialect)) return;
-    const firmware = this.repo.firmware.get(record.firmware);
-    this.command({ action: 'clear', ...(firmware ? { firmware } : {}), devices: [record.device] });
+  /**
+   * Withdraws a retained notice that would otherwise start the update again (DESIGN.md 3: Sming
+   * flashes an equal patch again). A device's own notice (Biotz) goes once it is up to date. A
+   * shared one (Sming: one topic per app and version line) goes only once every device assigned
+   * on that topic has taken it, never while one has not (it may be offline): the topic is all it
+   * would get.
+   */
+  private lifecycle(record: DeviceState, before: DeviceState['state'] | undefined): void {
+    const dialect = dialectOf(record.dialect);
+    if (!record.firmware || !dialect?.retainedNotice) return;
+    if (dialect.retainedNotice === 'device') {
+      if (record.state === 'updated' && before !== 'updated') this.clear(record.firmware, [record.device]);
+      return;
+    }
+    if (record.retained === undefined || !hasReceived(record.state)) return;
+    // One pass over the dialect's records: per retained topic, its devices and whether one still
+    // waits; and the firmware of devices still waiting whose notice has no known topic yet (not
+    // sent yet): they may be bound for any topic of that firmware.
+    const topics = new Map<string, { devices: string[]; firmware: string; waiting: boolean }>();
+    const unplaced = new Set<string>();
+    for (const r of this.repo.rollout.records()) {
+      if (r.dialect !== record.dialect || !r.firmware) continue;
+      if (r.retained === undefined) {
+        if (!hasReceived(r.state)) unplaced.add(r.firmware);
+        continue;
+      }
+      const t = topics.get(r.retained) ?? { devices: [], firmware: r.firmware, waiting: false };
+      t.devices.push(r.device);
+      if (!hasReceived(r.state)) t.waiting = true;
+      topics.set(r.retained, t);
+    }
+    for (const t of topics.values()) {
+      if (t.waiting || unplaced.has(t.firmware)) continue;
+      this.clear(t.firmware, t.devices.sort());
+    }
+  }
+
+  private clear(firmwareId: string, devices: string[]): void {
+    const firmware = this.repo.firmware.get(firmwareId);
+    this.command({ action: 'clear', ...(firmware ? { firmware } : {}), devices });
+  }
+
+  /**
+   * What the gateway saw a device do. Only for dialects that report nothing past some point:
+   * - Sming (`none`): a subscription reaching its retained notice topic while notified, or a
+   *   connection that held one when the notice went out, means the broker delivered the image:
+   *   `downloaded`;
+   * - Sming and Biotz (`download`): a new connection after `downloaded` means the device restarted
+   *   into the new firmware: `updated`.
+   * Both are recorded as inferred. Without the gateway no such event comes, and the device stays
+   * notified (Sming) or downloaded (Biotz): nothing else is known.
+   */
+  presence(ev: PresenceEvent): void {
+    if (!ev || typeof ev !== 'object' || typeof ev.device !== 'string' || ev.device === '') return;
+    const record = this.repo.rollout.get(ev.device);
+    const dialect = dialectOf(record?.dialect ?? ev.dialect);
+    if (!dialect || dialect.reports === 'progress') return;
+    const at = typeof ev.at === 'string' && !Number.isNaN(Date.parse(ev.at)) ? ev.at : this.repo.now().toISOString();
+    const session = typeof ev.session === 'string' ? ev.session : undefined;
+    if (ev.event === 'connect') {
+      this.present.set(ev.device, { session, filters: [] });
+      if (record?.firmware && record.state === 'downloaded') this.infer(record, 'updated', at);
+      return;
+    }
+    const current = this.present.get(ev.device);
+    // A late event of an older connection (the device reconnected first) says nothing of this one.
+    if (current && session !== undefined && current.session !== undefined && current.session !== session) return;
+    if (ev.event === 'subscribe') {
+      const filters = Array.isArray(ev.filters) ? ev.filters.filter((f): f is string => typeof f === 'string') : [];
+      if (current) current.filters.push(...filters);
+      else this.present.set(ev.device, { session, filters });
+      // The broker delivers a retained message to every new subscription it matches.
+      if (record && this.awaitsImage(dialect, record) && filters.some((f) => matches(f, record.retained as string))) {
+        this.infer(record, 'downloaded', at);
+      }
+    } else if (ev.event === 'disconnect') {
+      this.present.delete(ev.device);
+      // Subscribed when the notice went out: delivered live, no new subscription needed.
+      if (current && record && this.awaitsImage(dialect, record) && current.filters.some((f) => matches(f, record.retained as string))) {
+        this.infer(record, 'downloaded', at);
+      }
+    }
+  }
+
+  /** A device of a dialect whose notice is the image itself (nothing else to fetch) and has not had it yet. */
+  private awaitsImage(dialect: Dialect, record: DeviceState): boolean {
+    return dialect.reports === 'none' && !!record.firmware && record.retained !== undefined && (record.state === 'notified' || record.state === 'timed_out');
+  }
+
+  private infer(record: DeviceState, state: 'downloaded' | 'updated', at: string): void {
+    const target = state === 'updated' && record.target ? { title: record.target.title, version: record.target.version } : {};
+    this.record({ device: record.device, dialect: record.dialect, state, ...target, inferred: true, at }, 'presence');
   }
 
   private emitSummary(): void {
@@ -202,9 +303,13 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
 
   /** When something must happen for this record next: a timeout or a retry. */
   private deadline(s: DeviceState, p: RetryPolicy): number | undefined {
-    if (!s.firmware) return undefined;
-    if (isActive(s.state)) return p.timeoutMs > 0 ? Date.parse(s.progressAt ?? s.stateSince) + p.timeoutMs : undefined;
-    if ((s.state === 'failed' || s.state === 'timed_out') && p.retries > 0 && s.attempts < 1 + p.retries) {
+    const reports = s.firmware ? dialectOf(s.dialect)?.reports : undefined;
+    if (!reports) return undefined;
+    // A state the device cannot leave by anything we see (Sming after its notice, Biotz after its
+    // download) never times out: waiting proves nothing, and a retry would only publish again what
+    // the device took already (Sming: the whole image, flashed again).
+    if (isActive(s.state)) return p.timeoutMs > 0 && leavesBySignal(reports, s.state) ? Date.parse(s.progressAt ?? s.stateSince) + p.timeoutMs : undefined;
+    if ((s.state === 'failed' || s.state === 'timed_out') && reports !== 'none' && p.retries > 0 && s.attempts < 1 + p.retries) {
       return Date.parse(s.stateSince) + backoffFor(p, s.attempts);
     }
     return undefined;

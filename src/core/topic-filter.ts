@@ -1,0 +1,16 @@
+// MQTT topic-filter matching, shared by the gateway (ACLs) and the rollout tracker (which
+// subscription of a device reaches its notice topic). Pure.
+
+/** True when `filter` (may hold + and #) matches the concrete `topic`. */
+export function matches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  // A filter starting with a wildcard never matches a $-topic (MQTT 3.1.1 4.7.2).
+  if ((f[0] === '+' || f[0] === '#') && topic.startsWith('$')) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
