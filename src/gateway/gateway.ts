@@ -49,6 +49,10 @@ export interface ConnectEvent {
 export interface DisconnectEvent extends ConnectEvent {
   reason: string;
 }
+/** A device's SUBSCRIBE the broker answered: the filters granted, in the device's own topic names. */
+export interface SubscribeEvent extends ConnectEvent {
+  filters: string[];
+}
 
 /** What a session needs from its gateway. */
 export interface GatewayContext {
@@ -62,6 +66,7 @@ export interface GatewayContext {
   connectUpstream(): net.Socket;
   emit(event: string, payload: unknown): void;
   sessionOpened(session: DeviceSession): void;
+  sessionSubscribed(session: DeviceSession, filters: string[]): void;
   sessionClosed(session: DeviceSession, wasOpen: boolean, reason: string): void;
 }
 
@@ -110,6 +115,9 @@ export class OtaGateway extends EventEmitter {
         this.counters.connected++;
         this.emit('connect', this.describe(session));
         this.emit('change', this.counters);
+      },
+      sessionSubscribed: (session, filters) => {
+        if (session.isOpen) this.emit('subscribe', { ...this.describe(session), filters });
       },
       sessionClosed: (session, wasOpen, reason) => {
         this.sessions.delete(session);

@@ -283,8 +283,13 @@ export class DeviceSession {
         return this.upstreamConnack(packet);
       case 'publish':
         return this.upstreamPublish(packet);
-      case 'suback':
-        return this.toDevice((this.subscriptions as SubscriptionBook).suback(packet));
+      case 'suback': {
+        const { packet: out, granted } = (this.subscriptions as SubscriptionBook).suback(packet);
+        this.toDevice(out);
+        // After the SUBACK: the broker has taken the subscription (and queued its retained messages).
+        if (granted.length) this.ctx.sessionSubscribed(this, granted);
+        return;
+      }
       case 'unsuback':
         return this.toDevice((this.subscriptions as SubscriptionBook).unsuback(packet));
       case 'pubrel':

@@ -17,8 +17,8 @@ export type SubscribeOutcome =
   | { upstream?: undefined; suback: mqtt.ISubackPacket };
 
 export class SubscriptionBook {
-  /** For each pending SUBSCRIBE: per device filter, its index upstream, or -1 when refused. */
-  private readonly pendingSubs = new Map<number, number[]>();
+  /** For each pending SUBSCRIBE: per device filter, its index upstream (-1 when refused), and the filters. */
+  private readonly pendingSubs = new Map<number, { slots: number[]; filters: string[] }>();
   /** For each pending UNSUBSCRIBE: how many filters the device named. */
   private readonly pendingUnsubs = new Map<number, number>();
   /** The device's own subscriptions, in its own topic names. */
@@ -59,7 +59,7 @@ export class SubscriptionBook {
     }
     const messageId = packet.messageId ?? 0;
     if (upstream.length === 0) return { suback: { cmd: 'suback', messageId, granted: slots.map(() => this.failureCode) } };
-    this.pendingSubs.set(messageId, slots);
+    this.pendingSubs.set(messageId, { slots, filters: packet.subscriptions.map((sub) => sub.topic) });
     return { upstream: { ...packet, subscriptions: upstream } };
   }
 
@@ -75,13 +75,17 @@ export class SubscriptionBook {
     return true;
   }
 
-  suback(packet: mqtt.ISubackPacket): mqtt.ISubackPacket {
+  /** The SUBACK for the device, and the device's filters the broker granted (its own topic names). */
+  suback(packet: mqtt.ISubackPacket): { packet: mqtt.ISubackPacket; granted: string[] } {
     const id = packet.messageId ?? 0;
-    const slots = this.pendingSubs.get(id);
-    if (!slots) return packet;
+    const pending = this.pendingSubs.get(id);
+    if (!pending) return { packet, granted: [] };
     this.pendingSubs.delete(id);
-    const granted = packet.granted as number[];
-    return { ...packet, granted: slots.map((i) => (i < 0 ? this.failureCode : (granted[i] ?? this.failureCode))) };
+    const codes = packet.granted as number[];
+    const out = pending.slots.map((i) => (i < 0 ? this.failureCode : (codes[i] ?? this.failureCode)));
+    // Codes 0-2 grant a QoS; 0x80 and up refuse (MQTT 3.1.1 and 5 alike).
+    const granted = pending.filters.filter((_f, k) => out[k] < 0x80);
+    return { packet: { ...packet, granted: out }, granted };
   }
 
   unsubscribe(packet: mqtt.IUnsubscribePacket): mqtt.IUnsubscribePacket {

@@ -1,12 +1,15 @@
-import { isDialectName } from '../core/types';
+import { PresenceEvent, isDialectName } from '../core/types';
 import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
-import type { ConnectEvent, DisconnectEvent } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, SubscribeEvent } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
 // ota-gateway: the device front door as a node. Devices connect here instead of to the broker;
 // the node authenticates them against the repository's device list and proxies each one to the
 // broker in its own namespace (see src/gateway). Output: connect/disconnect/refused events.
+// Presence (connect, subscribe, disconnect) also goes to the repository as 'presence' events:
+// for Sming and Biotz devices, which report nothing, it is how the rollout tracker learns that
+// a device took its notice and restarted into the new firmware.
 
 interface OtaGatewayDef extends NodeDef {
   repository?: string;
@@ -70,9 +73,22 @@ export = function (RED: NodeAPI) {
       node.warn(text);
     };
 
+    const repo = repoNode.repo;
+    const presence = (event: PresenceEvent['event'], e: ConnectEvent, filters?: string[]) => {
+      if (!e.deviceId || !isDialectName(e.dialect)) return;
+      const ev: PresenceEvent = { device: e.deviceId, dialect: e.dialect, event, ...(filters ? { filters } : {}), session: e.remote, at: repo.now().toISOString() };
+      repo.emit('presence', ev);
+    };
     gateway.on('change', scheduleStatus);
-    gateway.on('connect', (e: ConnectEvent) => node.send({ topic: 'connect', payload: e }));
-    gateway.on('disconnect', (e: DisconnectEvent) => node.send({ topic: 'disconnect', payload: e }));
+    gateway.on('connect', (e: ConnectEvent) => {
+      presence('connect', e);
+      node.send({ topic: 'connect', payload: e });
+    });
+    gateway.on('subscribe', (e: SubscribeEvent) => presence('subscribe', e, e.filters));
+    gateway.on('disconnect', (e: DisconnectEvent) => {
+      presence('disconnect', e);
+      node.send({ topic: 'disconnect', payload: e });
+    });
     gateway.on('refused', (e: { clientId: string; reason: string; remote: string }) => {
       node.send({ topic: 'refused', payload: e });
       warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));

@@ -221,6 +221,12 @@ export class SimDevice extends EventEmitter {
     await this.client.unsubscribeAsync(filters);
   }
 
+  /** The device reboots (into a new firmware): its connection ends and a new one starts (mqtt.js reconnects). */
+  restart(): void {
+    this.emit('log', `${this.id}: restarting`);
+    this.client?.stream?.destroy();
+  }
+
   /** Cuts the TCP connection abruptly (a device losing its network); mqtt.js reconnects. */
   dropConnection(): void {
     this.emit('log', `${this.id}: dropping the connection (fault injection)`);

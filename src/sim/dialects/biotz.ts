@@ -7,7 +7,8 @@ import { deviceDownload } from '../device-http';
 // subscribe, ignores it when the name is the one it runs, else downloads the URL (resumed with
 // Range), checks it and "installs" it. The protocol has no progress report: the server sees the
 // URL being fetched. "It may perform some checks": when the server's ETag is a SHA-256 (ours is),
-// the device compares it. After a failure it subscribes again to get the notice anew.
+// the device compares it. After a failure it subscribes again to get the notice anew. After
+// installing it restarts (reconnects), as a real device boots into its new firmware.
 
 const SHA256_ETAG = /^(?:W\/)?"?([0-9a-f]{64})"?$/i;
 
@@ -42,6 +43,9 @@ export function biotz(device: SimDevice): DialectDriver {
         device.setState('updating');
         device.install(data, name);
         device.setState('updated', { version: name });
+        // A real device reboots into the new firmware: a new connection, and the retained notice
+        // again on subscribe, which it now ignores (it names the firmware it runs).
+        device.restart();
       }
     } catch (err) {
       if (device.isStopped || downloading !== name) return;

@@ -21,7 +21,7 @@ export function sming(device: SimDevice): DialectDriver {
     running = patch;
     device.setState('updated', { version: device.version });
     // The device restarts after switching ROMs: a new connection, a new subscribe.
-    device.dropConnection();
+    device.restart();
   };
 
   return {
