@@ -69,6 +69,27 @@ describe('ota-gateway node', function () {
     await h.until(() => events.some((m) => m.topic === 'refused' && m.payload.reason === 'bad_credentials'));
   });
 
+  it('tells the repository when a device connects, what the broker granted it, and when it leaves', async function () {
+    const repo = helper.getNode('repo').repo;
+    await repo.devices.register({ id: 'sm-1', dialect: 'sming', attributes: { app: 'demo' } });
+    const seen = [];
+    repo.on('presence', (e) => seen.push(e));
+    await h.waitForPort(port);
+    const device = await h.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'sm-1', reconnectPeriod: 0 });
+    await h.until(() => seen.some((e) => e.event === 'connect'));
+    // One filter outside its ACL is refused: only the granted one is reported.
+    await new Promise((resolve) => device.subscribe(['a/demo/u/1.0', 'a/other/u/1.0'], { qos: 1 }, () => resolve()));
+    await h.until(() => seen.some((e) => e.event === 'subscribe'));
+    device.end(true);
+    await h.until(() => seen.some((e) => e.event === 'disconnect'));
+    assert.deepStrictEqual(seen.map((e) => [e.device, e.dialect, e.event, e.filters]), [
+      ['sm-1', 'sming', 'connect', undefined],
+      ['sm-1', 'sming', 'subscribe', ['a/demo/u/1.0']],
+      ['sm-1', 'sming', 'disconnect', undefined],
+    ]);
+    assert.ok(seen.every((e) => e.session === seen[0].session && !Number.isNaN(Date.parse(e.at))));
+  });
+
   it('closes its port and the devices\' connections on redeploy', async function () {
     await h.waitForPort(port);
     const device = await h.connect(`mqtt://127.0.0.1:${port}`, { username: 'tb-1-token', clientId: 'dev', reconnectPeriod: 0 });
