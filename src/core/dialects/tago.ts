@@ -66,10 +66,10 @@ export const tago: Dialect = {
 
   parseUplink(topic, payload, options): Uplink {
     const g = match(templatesOf('tago', TOPICS, options).data, topic, options);
-    if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}` };
+    if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}`, foreign: true };
     const raw = bytesOf(payload);
     // Our own blocks and manifests come back on this topic: skip them without parsing.
-    if (raw !== undefined && raw.indexOf('firmware_request') < 0 && raw.indexOf('firmware_version') < 0) {
+    if (raw !== undefined && raw.indexOf('firmware_request') < 0 && raw.indexOf('firmware_version') < 0 && raw.indexOf('firmware_status') < 0) {
       return { kind: 'ignored', reason: 'not a firmware request' };
     }
     if (raw !== undefined && raw.length === 0) return { kind: 'ignored', reason: 'empty payload' };
@@ -87,6 +87,14 @@ export const tago: Dialect = {
     if (version) {
       if (typeof version.value !== 'string' || version.value === '') return { kind: 'invalid', device, error: 'firmware_version value must be a version string' };
       const event: ProgressEvent = { device: device ?? '', dialect: 'tago', state: 'notified', version: version.value, at: now() };
+      return { kind: 'progress', events: [event] };
+    }
+    // Our extension, like firmware_version: a device says its download failed (TagoIO stores any variable).
+    const status = pick(parsed.value, 'firmware_status');
+    if (status && status.value === 'failed') {
+      const meta = isObject(status.metadata) ? status.metadata : {};
+      const message = typeof meta.error === 'string' && meta.error ? meta.error.slice(0, 200) : 'the device reports a failed update';
+      const event: ProgressEvent = { device: device ?? '', dialect: 'tago', state: 'failed', error: { code: 'device_failed', message }, at: now() };
       return { kind: 'progress', events: [event] };
     }
     return { kind: 'ignored', reason: 'not a firmware request' };

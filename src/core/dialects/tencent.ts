@@ -58,7 +58,7 @@ export const tencent: Dialect = {
 
   parseUplink(topic, payload, options) {
     const g = match(templatesOf('tencent', TOPICS, options).report, topic, options);
-    if (!g) return { kind: 'ignored', reason: `not a Tencent report topic: ${topic}` };
+    if (!g) return { kind: 'ignored', reason: `not a Tencent report topic: ${topic}`, foreign: true };
     const device = g.device ?? (options?.device || undefined);
     if (!device) return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };
     const parsed = json(payload);

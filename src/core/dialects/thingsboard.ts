@@ -168,7 +168,7 @@ export const thingsboard: Dialect = {
       if (!keys) return { kind: 'invalid', device, error: 'attribute request: sharedKeys must be a comma-separated string or a list' };
       return { kind: 'attribute-request', device, requestId: g.requestId, keys };
     }
-    return { kind: 'ignored', reason: `not a ThingsBoard uplink topic: ${topic}` };
+    return { kind: 'ignored', reason: `not a ThingsBoard uplink topic: ${topic}`, foreign: true };
   },
 
   chunkReply(request, bytes, options) {
