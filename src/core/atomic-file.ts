@@ -60,17 +60,22 @@ export function readJsonSync<T>(file: string, fallback: T): T {
 
 /**
  * Serialises writes of one JSON document: callers say "the state changed" as often as they like,
- * and at most one write is in flight, always of the newest state. A burst of 1,000 progress
- * events costs a handful of writes, not 1,000.
+ * and at most one write is in flight, always of the newest state. With `minIntervalMs`, writes
+ * are also spaced out: a fleet of 10,000 devices reporting progress rewrites a 4 MB file at most
+ * that often, not once per event. `flush()` writes at once (close, shutdown, tests).
  */
 export class JsonDocument<T> {
   private writing: Promise<void> | null = null;
   private dirty = false;
+  private urgent = false;
+  private lastWrite = 0;
+  private wake: (() => void) | null = null;
 
   constructor(
     readonly file: string,
     private readonly snapshot: () => T,
     private readonly mode = 0o644,
+    private readonly minIntervalMs = 0,
   ) {}
 
   /** Schedules a write of the current state; resolves once a write that includes it has landed. */
@@ -80,16 +85,34 @@ export class JsonDocument<T> {
     return this.writing;
   }
 
-  /** Resolves when no write is pending. */
+  /** Writes any pending state now, and resolves when no write is pending. */
   async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    this.urgent = true;
+    this.wake?.();
+    try {
+      while (this.writing) await this.writing;
+    } finally {
+      this.urgent = false;
+    }
   }
 
   private async drain(): Promise<void> {
     try {
       while (this.dirty) {
+        const wait = this.lastWrite + this.minIntervalMs - Date.now();
+        if (wait > 0 && !this.urgent) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            this.wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          this.wake = null;
+        }
         this.dirty = false;
         await writeFileAtomic(this.file, JSON.stringify(this.snapshot(), null, 1), this.mode);
+        this.lastWrite = Date.now();
       }
     } finally {
       this.writing = null;

@@ -3,7 +3,9 @@ import * as path from 'path';
 import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
+import { trackerFor } from '../core/rollout/tracker';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
+import { attachAdminApi } from './admin-api';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
 // storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
@@ -38,8 +40,11 @@ export = function (RED: NodeAPI) {
       downloadPath,
     });
     node.users = new Map();
+    // One rollout timer per repository (timeouts, retries), running from the first user on.
+    const tracker = trackerFor(node.repo);
     node.register = (user: Node) => {
       node.users.set(user.id, user);
+      tracker.start();
     };
     node.deregister = (user: Node) => {
       node.users.delete(user.id);
@@ -53,8 +58,12 @@ export = function (RED: NodeAPI) {
     // Express answers HEAD with the GET route; serveDownload sends headers only for HEAD.
     RED.httpNode.get(route, handler);
 
+    const detachAdminApi = attachAdminApi(RED, node);
+
     node.on('close', (_removed, done) => {
       removeRoutes(RED.httpNode, route);
+      tracker.stop();
+      detachAdminApi();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);
       node.repo.flush().then(

@@ -22,6 +22,8 @@ export interface DeviceState {
   /** When the state last changed, and when the device was last heard from. */
   stateSince: string;
   lastSeen?: string;
+  /** When the rollout last moved for this device (notice sent, state or percent changed): timeouts count from here. */
+  progressAt?: string;
 }
 
 export type RolloutSummary = Record<ProgressState | 'idle', number> & { total: number; percentDone: number };
@@ -32,14 +34,40 @@ export function isActive(state: DeviceState['state']): boolean {
   return ACTIVE.has(state);
 }
 
+type CountKey = ProgressState | 'idle';
+
 export class RolloutStore {
   private readonly states = new Map<string, DeviceState>();
   private readonly doc: JsonDocument<DeviceState[]>;
+  /** Counts per state over assigned devices, kept up to date on every change: summary() is O(1). */
+  private readonly counts = new Map<CountKey, number>();
+  /** Called after every change to a record (the tracker re-arms its timer from it). */
+  onChange?: (state: DeviceState) => void;
 
   constructor(dir: string, private readonly now: () => Date = () => new Date()) {
     const file = path.join(dir, 'device-states.json');
-    for (const s of readJsonSync<DeviceState[]>(file, [])) this.states.set(s.device, s);
-    this.doc = new JsonDocument(file, () => this.list());
+    for (const s of readJsonSync<DeviceState[]>(file, [])) {
+      this.states.set(s.device, s);
+      this.count(s, 1);
+    }
+    // Progress arrives in bursts: one write per half second at most (flush() on close writes the rest).
+    this.doc = new JsonDocument(file, () => this.list(), 0o644, 500);
+  }
+
+  private count(s: DeviceState | undefined, delta: 1 | -1): void {
+    if (!s?.firmware) return;
+    this.counts.set(s.state, (this.counts.get(s.state) ?? 0) + delta);
+  }
+
+  /** Runs a mutation of one record with the counts and the file kept in step. */
+  private change<T>(device: string, mutate: (before: DeviceState | undefined) => T): T {
+    this.count(this.states.get(device), -1);
+    const result = mutate(this.states.get(device));
+    const after = this.states.get(device);
+    this.count(after, 1);
+    void this.doc.save();
+    if (after) this.onChange?.(after);
+    return result;
   }
 
   private stamp(): string {
@@ -61,8 +89,11 @@ export class RolloutStore {
   }
 
   assign(device: string, dialect: DialectName, firmware: FirmwareRecord): DeviceState {
+    return this.change(device, (previous) => this.assignRecord(device, dialect, firmware, previous));
+  }
+
+  private assignRecord(device: string, dialect: DialectName, firmware: FirmwareRecord, previous: DeviceState | undefined): DeviceState {
     const at = this.stamp();
-    const previous = this.states.get(device);
     const alreadyThere = previous?.current?.version === firmware.version &&
       (previous.current.title === undefined || previous.current.title === firmware.title);
     const state: DeviceState = {
@@ -76,10 +107,10 @@ export class RolloutStore {
       attempts: 0,
       assignedAt: at,
       stateSince: at,
+      progressAt: at,
       ...(previous?.lastSeen ? { lastSeen: previous.lastSeen } : {}),
     };
     this.states.set(device, state);
-    void this.doc.save();
     return state;
   }
 
@@ -87,32 +118,51 @@ export class RolloutStore {
   markNotified(device: string): DeviceState | undefined {
     const s = this.states.get(device);
     if (!s || !s.firmware || s.state === 'updated') return s;
-    const at = this.stamp();
-    s.attempts += 1;
-    s.notifiedAt = at;
-    if (s.state === 'assigned' || s.state === 'failed' || s.state === 'timed_out') {
-      s.state = 'notified';
+    return this.change(device, () => {
+      const at = this.stamp();
+      s.attempts += 1;
+      s.notifiedAt = at;
+      s.progressAt = at;
+      if (s.state === 'assigned' || s.state === 'failed' || s.state === 'timed_out') {
+        s.state = 'notified';
+        s.stateSince = at;
+        delete s.percent;
+      }
+      return s;
+    });
+  }
+
+  /** No progress for too long: the device is timed out (the tracker decides when). */
+  markTimedOut(device: string, error: ProgressError): DeviceState | undefined {
+    const s = this.states.get(device);
+    if (!s || !s.firmware || !isActive(s.state)) return undefined;
+    return this.change(device, () => {
+      const at = this.stamp();
+      s.state = 'timed_out';
       s.stateSince = at;
-      delete s.percent;
-    }
-    void this.doc.save();
-    return s;
+      s.lastError = error;
+      return s;
+    });
   }
 
   unassign(device: string): DeviceState | undefined {
     const s = this.states.get(device);
     if (!s) return undefined;
-    delete s.firmware;
-    delete s.target;
-    delete s.percent;
-    s.state = 'idle';
-    s.stateSince = this.stamp();
-    void this.doc.save();
-    return s;
+    return this.change(device, () => {
+      delete s.firmware;
+      delete s.target;
+      delete s.percent;
+      s.state = 'idle';
+      s.stateSince = this.stamp();
+      return s;
+    });
   }
 
   forget(device: string): void {
-    if (this.states.delete(device)) void this.doc.save();
+    if (!this.states.has(device)) return;
+    this.count(this.states.get(device), -1);
+    this.states.delete(device);
+    void this.doc.save();
   }
 
   /**
@@ -121,6 +171,10 @@ export class RolloutStore {
    * nothing a user would see (a repeated percent, say).
    */
   apply(event: ProgressEvent): DeviceState | undefined {
+    return this.change(event.device, () => this.applyEvent(event));
+  }
+
+  private applyEvent(event: ProgressEvent): DeviceState | undefined {
     const at = event.at || this.stamp();
     let s = this.states.get(event.device);
     if (!s) {
@@ -138,9 +192,6 @@ export class RolloutStore {
       next = 'failed';
       s.lastError = { code: 'wrong_version', message: `device reports ${event.version}, expected ${s.target.version}` };
     }
-    if (!s.target && next !== 'updated' && next !== 'failed') {
-      // Progress from a device with no assignment: keep what it says, but it is no rollout.
-    }
     const percent = next === 'updated' || next === 'downloaded' ? 100 : event.percent;
     const changed = s.state !== next || (percent !== undefined && percent !== s.percent) || event.error !== undefined;
     if (s.state !== next) s.stateSince = at;
@@ -148,19 +199,15 @@ export class RolloutStore {
     if (percent !== undefined) s.percent = percent;
     else if (next !== 'downloading') delete s.percent;
     if (event.error) s.lastError = event.error;
-    void this.doc.save();
+    if (changed) s.progressAt = at;
     return changed ? s : undefined;
   }
 
   /** Counts per state over the devices with an assignment, and the share that is done. */
   summary(): RolloutSummary {
-    const counts = Object.fromEntries([...PROGRESS_STATES, 'idle'].map((k) => [k, 0])) as Record<ProgressState | 'idle', number>;
+    const counts = Object.fromEntries([...PROGRESS_STATES, 'idle'].map((k) => [k, this.counts.get(k as CountKey) ?? 0])) as Record<CountKey, number>;
     let total = 0;
-    for (const s of this.states.values()) {
-      if (!s.firmware) continue;
-      counts[s.state] += 1;
-      total += 1;
-    }
+    for (const n of Object.values(counts)) total += n;
     return { ...counts, total, percentDone: total ? Math.round((counts.updated / total) * 1000) / 10 : 0 };
   }
 

@@ -1,0 +1,143 @@
+import type { OtaRepository } from '../repository';
+import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
+import type { DeviceState } from './rollout-store';
+import type { RolloutTracker } from './tracker';
+
+// What the admin HTTP API does, without HTTP: request bodies in, records out, OtaErrors naming
+// the field for anything wrong. Every request is validated in full before anything is written.
+
+const MAX_DEVICES_PER_REQUEST = 10_000;
+
+/** A device as the API shows it: never the token hash. */
+export interface DeviceView extends Omit<DeviceRecord, 'tokenHash'> {
+  hasToken: boolean;
+  rollout: DeviceState | null;
+}
+
+export function deviceView(repo: OtaRepository, device: DeviceRecord): DeviceView {
+  const { tokenHash, ...rest } = device;
+  return { ...rest, hasToken: Boolean(tokenHash), rollout: repo.rollout.get(device.id) ?? null };
+}
+
+/** HTTP status for an error: 400 for bad input, 404 for a missing path item, 409 for conflicts. */
+export function statusFor(err: unknown, inPath = false): number {
+  if (!(err instanceof OtaError)) return 500;
+  switch (err.code) {
+    case 'unknown_firmware':
+    case 'unknown_device':
+      return inPath ? 404 : 400;
+    case 'firmware_assigned':
+    case 'version_conflict':
+    case 'token_in_use':
+      return 409;
+    case 'image_too_large':
+      return 413;
+    default:
+      return 400;
+  }
+}
+
+function objectBody(body: unknown): Record<string, unknown> {
+  if (!body || typeof body !== 'object' || Array.isArray(body) || Buffer.isBuffer(body)) {
+    throw new OtaError('bad_body', 'send a JSON object (Content-Type: application/json)', 'body');
+  }
+  return body as Record<string, unknown>;
+}
+
+function firmwareOf(repo: OtaRepository, value: unknown): FirmwareRecord {
+  if (typeof value === 'string' && value.trim()) return repo.firmware.resolve(value.trim());
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const o = value as Record<string, unknown>;
+    const s = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
+    if (s(o.id) || (s(o.title) && s(o.version))) return repo.firmware.resolve({ id: s(o.id), title: s(o.title), version: s(o.version) });
+  }
+  throw new OtaError('bad_field', 'firmware must be an id, or {id}, or {title, version}', 'firmware');
+}
+
+/** The devices a body names with `devices` (ids) or `tag`, exactly one of the two. */
+function devicesOf(repo: OtaRepository, body: Record<string, unknown>, known: (id: string) => DeviceRecord | undefined): DeviceRecord[] {
+  const hasDevices = body.devices !== undefined && body.devices !== null;
+  const hasTag = body.tag !== undefined && body.tag !== null;
+  if (hasDevices === hasTag) throw new OtaError('bad_field', 'give either devices (a list of ids) or tag', hasDevices ? 'tag' : 'devices');
+  if (hasTag) {
+    if (typeof body.tag !== 'string' || !body.tag.trim()) throw new OtaError('bad_field', 'tag must be a non-empty string', 'tag');
+    const list = repo.devices.withTag(body.tag.trim());
+    if (!list.length) throw new OtaError('bad_field', `no device has the tag "${body.tag.trim()}"`, 'tag');
+    return list;
+  }
+  const raw = typeof body.devices === 'string' ? [body.devices] : body.devices;
+  if (!Array.isArray(raw) || raw.length === 0 || !raw.every((d) => typeof d === 'string' && d.trim() !== '')) {
+    throw new OtaError('bad_field', 'devices must be a non-empty list of device ids', 'devices');
+  }
+  if (raw.length > MAX_DEVICES_PER_REQUEST) throw new OtaError('bad_field', `at most ${MAX_DEVICES_PER_REQUEST} devices per request`, 'devices');
+  const ids = [...new Set((raw as string[]).map((d) => d.trim()))];
+  const unknown = ids.filter((id) => !known(id));
+  if (unknown.length) {
+    const shown = unknown.slice(0, 10).join(', ') + (unknown.length > 10 ? ` and ${unknown.length - 10} more` : '');
+    throw new OtaError('unknown_device', `unknown devices: ${shown} (register them first: POST /ota/devices)`, 'devices');
+  }
+  return ids.map((id) => known(id) as DeviceRecord);
+}
+
+export interface AssignResult {
+  firmware: FirmwareRecord;
+  devices: DeviceState[];
+  /** False when no ota-assign node is deployed to send the notices: devices stay `assigned`. */
+  published: boolean;
+  warning?: string;
+}
+
+export function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): AssignResult {
+  const o = objectBody(body);
+  if (o.firmware === undefined) throw new OtaError('bad_field', 'firmware is required', 'firmware');
+  const firmware = firmwareOf(repo, o.firmware);
+  const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
+  const { records, published } = tracker.assign(firmware, devices);
+  return {
+    firmware,
+    devices: records,
+    published,
+    ...(published ? {} : { warning: 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent' }),
+  };
+}
+
+export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): { devices: DeviceState[] } {
+  const o = objectBody(body);
+  const firmware = o.firmware !== undefined ? firmwareOf(repo, o.firmware) : undefined;
+  // A device that was removed from the list may still hold an assignment: it can be unassigned.
+  const known = (id: string): DeviceRecord | undefined => {
+    const d = repo.devices.get(id);
+    if (d) return d;
+    const s = repo.rollout.get(id);
+    return s ? { id, dialect: s.dialect, attributes: {}, tags: [], createdAt: s.stateSince } : undefined;
+  };
+  const devices = devicesOf(repo, o, known).filter((d) => {
+    const s = repo.rollout.get(d.id);
+    return s?.firmware !== undefined && (!firmware || s.firmware === firmware.id);
+  });
+  return { devices: tracker.unassign(devices.map((d) => d.id)) };
+}
+
+export async function registerDevice(repo: OtaRepository, body: unknown): Promise<{ device: DeviceView; token?: string; created: boolean }> {
+  const o = objectBody(body);
+  const { device, token, created } = await repo.devices.register({
+    id: o.id,
+    dialect: o.dialect,
+    token: o.token,
+    attributes: o.attributes,
+    tags: o.tags,
+  });
+  return { device: deviceView(repo, device), ...(token !== undefined ? { token } : {}), created };
+}
+
+/** The upload's metadata fields (query string or form fields), each a string or absent. */
+export interface UploadFields {
+  title?: string;
+  version?: string;
+  tag?: string;
+  deviceType?: string;
+}
+
+export async function storeFirmware(repo: OtaRepository, image: Buffer, fields: UploadFields): Promise<{ record: FirmwareRecord; created: boolean }> {
+  return repo.firmware.store({ image, ...fields, source: fields.title && fields.version ? 'msg' : 'defaults' });
+}

@@ -1,0 +1,104 @@
+// The simulator's vocabulary: options a fleet is started with, and what a device reports about itself.
+import type { DialectName } from '../core/types';
+
+/** What a simulated device is doing now. `idle` = connected, running its version, nothing pending. */
+export type SimState =
+  | 'connecting'
+  | 'idle'
+  | 'notified'
+  | 'downloading'
+  | 'downloaded'
+  | 'verified'
+  | 'updating'
+  | 'updated'
+  | 'failed'
+  | 'stopped';
+
+/** One-shot failures a device injects into its own download (each fires at most once per device). */
+export interface FaultOptions {
+  /** Cut the download connection when this fraction (0..1) of the image has arrived, then reconnect and resume. */
+  dropAt?: number;
+  /** Corrupt this chunk (MQTT dialects: chunk index; HTTP dialects: 4 KiB block index), once. */
+  corruptChunk?: number;
+  /** Stop requesting (or reading) for `stallMs` when this fraction of the image has arrived. */
+  stallAt?: number;
+  stallMs?: number;
+}
+
+export type SmingDecoder = 'strict' | 'sming';
+
+/** Options shared by every group of a fleet (a group may override any of them). */
+export interface DeviceOptions {
+  /** mqtt://host:port (mqtts:// and ws:// work too: mqtt.js decides). */
+  broker: string;
+  /** `{n}` = number within the group (from startIndex), `{i}` = index in the fleet (0-based), `{dialect}`. */
+  idPattern?: string;
+  /** Token per device; `{id}`, `{n}`, `{i}`, `{dialect}` are replaced. Default: the device id. */
+  tokenPattern?: string;
+  /** MQTT client id; default the device id. */
+  clientIdPattern?: string;
+  startIndex?: number;
+  /** The version every device runs at start (ThingsBoard current_fw_version, Tencent report_version …). */
+  version?: string;
+  /** ThingsBoard current_fw_title at start. */
+  title?: string;
+  /** Tencent product id. */
+  product?: string;
+  /** Biotz customer id (a UUID on the real platform). */
+  customer?: string;
+  /** Sming application id and topic prefix (the seed writes `/a/test/u/4.3`, the Sming sample `a/test/u/4.3`). */
+  app?: string;
+  smingPrefix?: string;
+  /** `sming`: the real decoder (7-bit groups summed without shifting; an equal patch is flashed again). */
+  smingDecoder?: SmingDecoder;
+  /** Sming's ENABLE_OTA_VARINT_VERSION (default on, as in Sming); off = one byte. */
+  smingVarint?: boolean;
+  /** Bytes asked for per chunk (ThingsBoard request payload). */
+  chunkSize?: number;
+  faults?: FaultOptions;
+  /** Which devices of the group inject the faults (numbers within the group, as {n}); default all. */
+  faultDevices?: number[];
+  /** Give up one chunk request after this long without an answer (it is re-sent up to 5 times). */
+  chunkTimeoutMs?: number;
+  /** Give up one download attempt after this long. */
+  downloadTimeoutMs?: number;
+  /** Download attempts per device before it stays `failed`. */
+  maxAttempts?: number;
+  /** Pause before asking again after a failure (the dialect's way: attribute request, version report …). */
+  retryDelayMs?: number;
+  /** mqtt.js reconnectPeriod. */
+  reconnectMs?: number;
+}
+
+export interface GroupOptions extends Partial<DeviceOptions> {
+  dialect: DialectName;
+  count?: number;
+}
+
+export interface FleetOptions extends DeviceOptions {
+  /** One group: dialect + count. Or several groups (e.g. all five dialects for the demo). */
+  dialect?: DialectName;
+  count?: number;
+  groups?: GroupOptions[];
+  /** Most devices downloading at once across the fleet (default unlimited). */
+  concurrency?: number;
+}
+
+/** One entry of a device's history: what it reported, in order. */
+export interface HistoryEntry {
+  state: SimState;
+  version?: string;
+  percent?: number;
+  error?: string;
+  at: number;
+}
+
+export interface ProgressInfo {
+  device: string;
+  dialect: DialectName;
+  group: number;
+  state: SimState;
+  percent: number;
+  received: number;
+  total: number;
+}
