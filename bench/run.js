@@ -92,7 +92,7 @@ function imageOf(size, seed) {
 }
 
 function prefixed(prefix) {
-  return { request: `${prefix}v2/fw/request/{rid}/chunk/{n}`, response: `${prefix}v2/fw/response/{rid}/chunk/{n}` };
+  return { request: `${prefix}{dev}/v2/fw/request/{rid}/chunk/{n}`, response: `${prefix}{dev}/v2/fw/response/{rid}/chunk/{n}` };
 }
 
 /** Waits until a target answers a chunk request (Node-RED reads its image after start). */
@@ -101,11 +101,12 @@ async function probe(url, target, ms = 30000) {
   try {
     await new Promise((resolve, reject) => { client.once('connect', resolve); client.once('error', reject); });
     const rid = 'probe';
-    await client.subscribeAsync(target.response.replace('{rid}', rid).replace('{n}', '+'), { qos: 1 });
+    const fill = (t, n) => t.replace('{dev}', 'd0').replace('{rid}', rid).replace('{n}', n);
+    await client.subscribeAsync(fill(target.response, '+'), { qos: 1 });
     const deadline = Date.now() + ms;
     const answered = new Promise((resolve) => client.on('message', resolve));
     while (Date.now() < deadline) {
-      client.publish(target.request.replace('{rid}', rid).replace('{n}', '0'), '4096', { qos: 1 });
+      client.publish(fill(target.request, '0'), '4096', { qos: 1 });
       const ok = await Promise.race([answered.then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
       if (ok) return;
     }
@@ -229,7 +230,12 @@ async function main() {
     }
     if (needPackageRed) {
       const userDir = path.join(tmp, 'red-package');
-      http = httpScenarios.length ? await prepareRepository(userDir) : null;
+      http = await prepareRepository(userDir, {
+        http: httpScenarios.length > 0,
+        chunkImage: fs.readFileSync(imageFile),
+        devices: Math.max(1, ...mqttScenarios.map((s) => s.devices)),
+      });
+      if (!httpScenarios.length) http = null;
       const flows = handBuiltFlow({ brokers: brokerList, prefix: 'nota/', imageFile, repository: {} });
       const extra = extraTargets.flows({ brokers: brokerList, imageFile, userDir });
       flows.push(...extra.nodes);
@@ -276,15 +282,18 @@ async function runMqtt(s, broker, targets, opts, log) {
   }
 }
 
-/** Stores a 16 MiB image in the repository directory Node-RED will open, and signs URLs for it. */
-async function prepareRepository(userDir) {
+/**
+ * Fills the repository directory Node-RED will open: a 16 MiB image for the download route, and
+ * whatever the package's chunk-server target needs (devices with the 1 MiB image assigned).
+ */
+async function prepareRepository(userDir, { http, chunkImage, devices }) {
   const { OtaRepository } = require(path.join(ROOT, 'dist', 'core', 'repository'));
   const repo = new OtaRepository({ dir: path.join(userDir, 'mqtt-ota'), maxImageBytes: 64 * MIB });
-  const image = imageOf(HTTP_IMAGE_SIZE, 2);
-  const { record } = await repo.firmware.store({ image, title: 'bench', version: '1.0.0' });
+  await extraTargets.prepare(repo, chunkImage, devices);
+  if (!http) return null;
+  const { record } = await repo.firmware.store({ image: imageOf(HTTP_IMAGE_SIZE, 2), title: 'bench', version: '1.0.0' });
   await repo.flush();
-  const file = repo.firmware.blobPath(record);
-  return { repo, record, file, size: record.size, red: null };
+  return { repo, record, file: repo.firmware.blobPath(record), size: record.size, red: null };
 }
 
 async function runHttp(s, http, opts, log, stops) {

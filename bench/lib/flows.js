@@ -5,7 +5,7 @@ const path = require('path');
 const { ROOT } = require('../../scripts/node-red-runtime');
 
 // Hot path of the hand-built flow: the chunk a ThingsBoard device asks for, from an image the
-// flow read into flow context at start. Topic: {prefix}v2/fw/request/{id}/chunk/{n}.
+// flow read into flow context at start. Topic: {prefix}{device}/v2/fw/request/{id}/chunk/{n}.
 const CHUNK_FUNCTION = `
 const image = flow.get('image');
 if (!image) return null;
@@ -42,7 +42,7 @@ function handBuiltFlow({ brokers, prefix, imageFile, repository }) {
   if (repository) flow.push({ id: 'repo', type: 'ota-repository', name: 'bench', storageDir: 'mqtt-ota', maxImageMB: 64, ...repository });
   brokers.forEach((b, i) => {
     flow.push(brokerNode(`broker-${b.name}`, b.url));
-    flow.push({ id: `in-${i}`, z: 'tab', type: 'mqtt in', topic: `${prefix}v2/fw/request/+/chunk/+`, qos: '1', datatype: 'utf8', broker: `broker-${b.name}`, nl: false, rap: true, rh: 0, inputs: 0, wires: [[`fn-${i}`]] });
+    flow.push({ id: `in-${i}`, z: 'tab', type: 'mqtt in', topic: `${prefix}+/v2/fw/request/+/chunk/+`, qos: '1', datatype: 'utf8', broker: `broker-${b.name}`, nl: false, rap: true, rh: 0, inputs: 0, wires: [[`fn-${i}`]] });
     flow.push({ id: `fn-${i}`, z: 'tab', type: 'function', name: 'chunk', func: CHUNK_FUNCTION, outputs: 1, wires: [[`out-${i}`]] });
     flow.push({ id: `out-${i}`, z: 'tab', type: 'mqtt out', topic: '', qos: '', retain: '', broker: `broker-${b.name}`, wires: [] });
   });

@@ -1,6 +1,6 @@
 'use strict';
 // Load generator, run as a forked child (its CPU is then its own): N simulated ThingsBoard
-// devices, each in a loop "request chunk n, wait for it, request n+1" (wrapping at the end of
+// devices d0..d{N-1} (topics {prefix}/{dev}/v2/fw/..., the gateway's namespace shape), each in a loop "request chunk n, wait for it, request n+1" (wrapping at the end of
 // the image), against one target at a time. Driven by the parent over IPC:
 //   {cmd:'connect', url, devices, filters}   -> {ok:'connect', ms}
 //   {cmd:'run', target, qos, chunk, imageSize, warmup, seconds, timeoutMs, pids} -> {ok:'run', result}
@@ -14,18 +14,18 @@ const { percentile } = require('./stats');
 const LATENCY_CAP = 500000;
 let devices = [];
 
-function fill(template, rid, n) {
-  return template.replace('{rid}', rid).replace('{n}', n);
+function fill(template, dev, rid, n) {
+  return template.replace('{dev}', dev).replace('{rid}', rid).replace('{n}', n);
 }
 
 function connectOne(url, i, salt, filters) {
   return new Promise((resolve, reject) => {
     const rid = String(salt * 100000 + i);
     const client = mqtt.connect(url, { clientId: `bench-dev-${salt}-${i}`, reconnectPeriod: 0, keepalive: 120, connectTimeout: 30000 });
-    const dev = { client, rid, pending: null };
+    const dev = { client, name: `d${i}`, rid, pending: null };
     client.once('connect', () => {
       if (client.stream.setNoDelay) client.stream.setNoDelay(true);
-      client.subscribe(filters.map((f) => fill(f, rid, '+')), { qos: 1 }, (err) => (err ? reject(err) : resolve(dev)));
+      client.subscribe(filters.map((f) => fill(f, dev.name, rid, '+')), { qos: 1 }, (err) => (err ? reject(err) : resolve(dev)));
     });
     client.once('error', reject);
     client.on('message', (topic, payload) => {
@@ -69,7 +69,7 @@ function run({ target, qos, chunk, imageSize, warmup, seconds, timeoutMs, pids }
     const next = () => {
       if (stopped) return resolve();
       const sent = performance.now();
-      const topic = fill(target.response, dev.rid, n);
+      const topic = fill(target.response, dev.name, dev.rid, n);
       dev.pending = {
         topic,
         timer: setTimeout(() => { dev.pending = null; timeouts++; n = (n + 1) % chunks; next(); }, timeoutMs),
@@ -85,7 +85,7 @@ function run({ target, qos, chunk, imageSize, warmup, seconds, timeoutMs, pids }
           next();
         },
       };
-      dev.client.publish(fill(target.request, dev.rid, n), String(chunk), { qos });
+      dev.client.publish(fill(target.request, dev.name, dev.rid, n), String(chunk), { qos });
     };
     next();
   }));
