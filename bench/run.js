@@ -25,6 +25,7 @@ const { spawnReady, stopChild, machine, rssBytes } = require('./lib/proc');
 const { median, sig } = require('./lib/stats');
 const { handBuiltFlow } = require('./lib/flows');
 const extraTargets = require('./lib/targets');
+const fleet = require('./lib/fleet');
 
 const MIB = 1048576;
 const IMAGE_SIZE = 1 * MIB;
@@ -251,7 +252,7 @@ async function main() {
     for (const s of scenarios) {
       if (s.kind === 'mqtt') emit(await runMqtt(s, brokers[s.broker], targets, opts, log));
       else if (s.kind === 'http') emit(await runHttp(s, http, opts, log, stops));
-      else if (s.kind === 'fleet') emit(await runFleet(s, log));
+      else if (s.kind === 'fleet') emit(await runFleet(s, { tmp, log, imageFile }));
     }
   } finally {
     await cleanup();
@@ -323,13 +324,12 @@ async function runHttp(s, http, opts, log, stops) {
   return { scenario: s.name, connections: s.connections, imageBytes: http.size, reps: opts.reps, seconds: opts.seconds, redRssMiB: sig(rssBytes(http.red.child.pid) / MIB), targets: summarise(runs, 'plain', 'mibPerSec') };
 }
 
-async function runFleet(s, log) {
-  const fleet = extraTargets.fleet;
-  if (!fleet) {
-    log(`${s.name}: skipped (the gateway is not in this checkout)`);
+async function runFleet(s, ctx) {
+  if (!fleet.available()) {
+    ctx.log(`${s.name}: skipped (the gateway is not in this checkout)`);
     return { scenario: s.name, skipped: 'the ota-gateway is not in this checkout yet' };
   }
-  return fleet(s, log);
+  return fleet.runFleet(s, { ...ctx, forkChild });
 }
 
 // ---------------------------------------------------------------- table
@@ -362,7 +362,11 @@ function printTable(results) {
     }
   }
   for (const r of results.filter((x) => x.scenario && x.scenario.startsWith('fleet/'))) {
-    lines.push('', `${r.scenario}: ${r.skipped ? `skipped (${r.skipped})` : JSON.stringify(r)}`);
+    if (r.skipped) lines.push('', `${r.scenario}: skipped (${r.skipped})`);
+    else {
+      lines.push('', `${r.scenario} (${r.server}, ${r.broker}, ${r.gatewayProcesses} gateway process(es)): ${r.connected} connected, ${r.answered} answered a chunk, ${r.failed} failed, in ${r.seconds} s`);
+      lines.push(`  devices ${r.at.join(' / ')}: Node-RED RSS ${r.redRssMiB.join(' / ')} MiB (${r.redKiBPerDevice} KiB per device), gateway RSS ${r.gatewayRssMiB.join(' / ')} MiB (${r.gatewayKiBPerDevice} KiB per device)`);
+    }
   }
   console.error('\n' + lines.join('\n'));
 }

@@ -4,7 +4,7 @@
 // runs on any branch:
 //  - chunk-server: `mqtt in` -> chunk-server -> `mqtt out` in the Node-RED that has the package,
 //    ThingsBoard dialect, devices d0..dN registered and assigned the bench image beforehand;
-//  - fleet: the 10,000-device gateway scenario (null until the gateway is here).
+// (The 10,000-device gateway scenario is in fleet.js.)
 const { packageNodeTypes, brokerNode } = require('./flows');
 
 const PREFIX = 'pkg0/';
@@ -32,16 +32,18 @@ function flows({ brokers }) {
   };
 }
 
+/** Registers ThingsBoard devices and assigns them a firmware; one file write for all of them. */
+async function registerAndAssign(repo, record, ids) {
+  await Promise.all(ids.filter((id) => !repo.devices.get(id)).map((id) => repo.devices.register({ id, dialect: 'thingsboard' })));
+  if (record) for (const id of ids) repo.rollout.assign(id, 'thingsboard', record);
+  await repo.flush();
+}
+
 /** Registers devices d0..d{count-1} (ThingsBoard) and assigns them `image`, before Node-RED starts. */
 async function prepare(repo, image, count) {
   if (!hasChunkServer()) return;
   const { record } = await repo.firmware.store({ image, title: 'bench-chunks', version: '1.0.0' });
-  for (let i = 0; i < count; i++) {
-    const id = `d${i}`;
-    if (!repo.devices.get(id)) await repo.devices.register({ id, dialect: 'thingsboard' });
-    repo.rollout.assign(id, 'thingsboard', record);
-  }
-  await repo.flush();
+  await registerAndAssign(repo, record, Array.from({ length: count }, (_, i) => `d${i}`));
 }
 
-module.exports = { flows, prepare, fleet: null };
+module.exports = { flows, prepare, registerAndAssign, hasChunkServer, PREFIX };
