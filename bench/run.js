@@ -146,11 +146,14 @@ function summarise(runs, base, metric) {
   const out = {};
   for (const [name, rs] of Object.entries(runs)) {
     const m = {};
-    for (const key of Object.keys(rs[0])) {
-      if (typeof rs[0][key] === 'number') m[key] = sig(median(rs.map((r) => r[key])), 4);
-      else if (rs[0][key] && typeof rs[0][key] === 'object') {
+    // A run with no completed request reports null percentiles (NaN over IPC): take keys from all.
+    const keys = [...new Set(rs.flatMap((r) => Object.keys(r)))];
+    for (const key of keys) {
+      const sample = rs.map((r) => r[key]).find((v) => v !== null && v !== undefined);
+      if (typeof sample === 'number') m[key] = sig(median(rs.map((r) => (typeof r[key] === 'number' ? r[key] : NaN))), 4);
+      else if (sample && typeof sample === 'object') {
         m[key] = {};
-        for (const k of Object.keys(rs[0][key])) m[key][k] = sig(median(rs.map((r) => r[key][k])), 3);
+        for (const k of Object.keys(sample)) m[key][k] = sig(median(rs.map((r) => (r[key] ? r[key][k] : NaN))), 3);
       }
     }
     if (name !== base && runs[base]) {
@@ -364,8 +367,8 @@ function printTable(results) {
   for (const r of results.filter((x) => x.scenario && x.scenario.startsWith('fleet/'))) {
     if (r.skipped) lines.push('', `${r.scenario}: skipped (${r.skipped})`);
     else {
-      lines.push('', `${r.scenario} (${r.server}, ${r.broker}, ${r.gatewayProcesses} gateway process(es)): ${r.connected} connected, ${r.answered} answered a chunk, ${r.failed} failed, in ${r.seconds} s`);
-      lines.push(`  devices ${r.at.join(' / ')}: Node-RED RSS ${r.redRssMiB.join(' / ')} MiB (${r.redKiBPerDevice} KiB per device), gateway RSS ${r.gatewayRssMiB.join(' / ')} MiB (${r.gatewayKiBPerDevice} KiB per device)`);
+      lines.push('', `${r.scenario} (${r.server}, ${r.broker}, ${r.gateway}): ${r.devices} devices${r.capped ? ` (${r.capped})` : ''}, ${r.connected} connected, ${r.answered} answered a chunk, ${r.failed} failed, in ${r.seconds} s`);
+      lines.push(`  at ${r.at.join(' / ')} devices: Node-RED RSS ${r.redRssMiB.join(' / ')} MiB (${r.redKiBPerDevice} KiB per device)${r.gatewayRssMiB ? `, gateway RSS ${r.gatewayRssMiB.join(' / ')} MiB (${r.gatewayKiBPerDevice} KiB per device)` : ''}`);
     }
   }
   console.error('\n' + lines.join('\n'));

@@ -2,7 +2,8 @@
 // Fleet load, run as a forked child: ThingsBoard devices f{from}..f{to-1} connect through the
 // gateway (client id = device id), subscribe the way the stock SDK does, and fetch chunk 0 once.
 // They stay connected until {cmd:'close'}. Every wait is bounded.
-//   {cmd:'connect', url, from, to} -> {ok:'connect', connected, answered, failed, ms}
+//   {cmd:'connect', urls, perGateway, from, to} -> {ok:'connect', connected, answered, failed, ms}
+// Device j connects to urls[floor(j / perGateway)].
 const mqtt = require('mqtt');
 
 const clients = [];
@@ -31,7 +32,7 @@ process.on('message', async (m) => {
     const counts = { answered: 0, error: 0, timeout: 0 };
     for (let i = m.from; i < m.to; i += 200) {
       const batch = [];
-      for (let j = i; j < Math.min(m.to, i + 200); j++) batch.push(one(m.url, `f${j}`));
+      for (let j = i; j < Math.min(m.to, i + 200); j++) batch.push(one(m.urls[Math.min(m.urls.length - 1, Math.floor(j / m.perGateway))], `f${j}`));
       for (const r of await Promise.all(batch)) counts[r]++;
     }
     process.send({ ok: 'connect', connected: clients.filter((c) => c.connected).length, answered: counts.answered, failed: counts.error + counts.timeout, ms: Date.now() - t });
