@@ -6,6 +6,7 @@
 // summary table. Ratios compare targets measured in the same run, alternating, median of --reps.
 //
 //   node bench/run.js [--quick] [--scenario substr[,substr]] [--reps 3] [--seconds 3] [--list]
+//   node bench/run.js --table bench/results/<file>.jsonl     (print the table of an earlier run)
 //
 // Targets (MQTT, ThingsBoard chunk protocol, 1 MiB image):
 //   bare        mqtt.js client holding the image (the baseline; TCP_NODELAY on)
@@ -33,7 +34,7 @@ const HTTP_IMAGE_SIZE = 16 * MIB;
 
 // ---------------------------------------------------------------- arguments and scenarios
 function parseArgs(argv) {
-  const o = { quick: false, scenario: [], reps: 3, seconds: null, warmup: null, list: false, out: null };
+  const o = { quick: false, scenario: [], reps: 3, seconds: null, warmup: null, list: false, out: null, table: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
@@ -42,6 +43,7 @@ function parseArgs(argv) {
     else if (a === '--reps') o.reps = Math.max(1, Math.min(9, Number(argv[++i]) || 3));
     else if (a === '--seconds') o.seconds = Math.max(0.5, Math.min(60, Number(argv[++i]) || 3));
     else if (a === '--out') o.out = argv[++i];
+    else if (a === '--table') o.table = argv[++i];
     else if (a === '--help' || a === '-h') { console.log(fs.readFileSync(path.join(__dirname, 'run.js'), 'utf8').split('\n').slice(2, 17).join('\n')); process.exit(0); }
     else throw new Error(`unknown argument ${a}`);
   }
@@ -168,6 +170,10 @@ function summarise(runs, base, metric) {
 // ---------------------------------------------------------------- main
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.table) {
+    printTable(fs.readFileSync(opts.table, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)));
+    return;
+  }
   const scenarios = select(opts);
   if (opts.list) { for (const s of scenarios) console.log(s.name); return; }
   if (!scenarios.length) throw new Error('no scenario matches');
