@@ -16,6 +16,8 @@ function writeSettings(userDir, extra) {
     credentialSecret: 'mqtt-ota-demo',
     logging: { console: { level: 'info', metrics: false, audit: false } },
     editorTheme: { tours: false, projects: { enabled: false } },
+    // This machine reaches no update server; do not ask the user about it.
+    telemetry: { enabled: false },
     ...extra,
   };
   const text = `module.exports = ${JSON.stringify(settings, null, 2)};\n`;

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+'use strict';
+// ota-gateway from the command line: the device front door without Node-RED, reading the device
+// list of an OTA repository directory (the one the ota-repository config node uses).
+//
+//   ota-gateway --dir ~/.node-red/mqtt-ota --listen 0.0.0.0:1884 --upstream mqtt://localhost:1883
+
+const fs = require('fs');
+const path = require('path');
+const { parseArgs } = require('util');
+
+const USAGE = `usage: ota-gateway --dir <repository dir> [options]
+
+  --dir <path>              OTA repository storage directory (holds devices.json, secret.key)
+  --listen [host:]port      where devices connect (default 0.0.0.0:1884)
+  --upstream <url>          the real broker, mqtt://host:port or mqtts://host:port
+                            (default mqtt://localhost:1883)
+  --upstream-username <u>   the gateway's own broker login (password: OTA_GATEWAY_UPSTREAM_PASSWORD)
+  --ns <prefix>             namespace for ThingsBoard/TagoIO devices (default ota)
+  --identity <mode>         auto | token | client-id (default auto)
+  --auto-register <dialect> register unknown devices under this dialect instead of refusing them
+  --secret <text>           repository secret, when the config node was given one (or OTA_SECRET)
+  --quiet                   log refusals and errors only
+`;
+
+function fail(message) {
+  process.stderr.write(`ota-gateway: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      dir: { type: 'string' },
+      listen: { type: 'string', default: '0.0.0.0:1884' },
+      upstream: { type: 'string', default: 'mqtt://localhost:1883' },
+      'upstream-username': { type: 'string' },
+      ns: { type: 'string', default: 'ota' },
+      identity: { type: 'string', default: 'auto' },
+      'auto-register': { type: 'string' },
+      secret: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }).values;
+} catch (err) {
+  fail(err.message);
+}
+if (args.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (!args.dir) fail('--dir is required');
+
+const dist = path.join(__dirname, '..', 'dist');
+const { OtaGateway, RegistryDirectory, isIdentityMode } = require(path.join(dist, 'gateway'));
+const { DeviceRegistry } = require(path.join(dist, 'core', 'devices'));
+const { isDialectName } = require(path.join(dist, 'core', 'types'));
+
+const dir = path.resolve(args.dir);
+const match = /^(?:(.*):)?(\d+)$/.exec(args.listen);
+if (!match) fail(`--listen must be [host:]port, not ${args.listen}`);
+const host = (match[1] || '0.0.0.0').replace(/^\[|\]$/g, '');
+const port = Number(match[2]);
+if (!isIdentityMode(args.identity)) fail(`--identity must be auto, token or client-id, not ${args.identity}`);
+const autoRegister = args['auto-register'];
+if (autoRegister !== undefined && !isDialectName(autoRegister)) fail(`--auto-register must name a dialect, not ${autoRegister}`);
+
+// Tokens are stored as HMACs under the repository secret, so the gateway needs the same one.
+function readSecret() {
+  const given = args.secret || process.env.OTA_SECRET;
+  if (given) return Buffer.from(given, 'utf8');
+  try {
+    const text = fs.readFileSync(path.join(dir, 'secret.key'), 'utf8').trim();
+    if (text.length >= 32) return Buffer.from(text, 'utf8');
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+  }
+  fail(`no secret.key in ${dir}: point --dir at the repository directory, or give --secret`);
+}
+
+const secret = readSecret();
+const options = { mode: args.identity, autoRegister };
+let directory = new RegistryDirectory(new DeviceRegistry(dir, secret), options);
+
+// Node-RED keeps editing devices.json while we run: pick up its changes.
+fs.watchFile(path.join(dir, 'devices.json'), { interval: 2000 }, () => {
+  try {
+    directory = new RegistryDirectory(new DeviceRegistry(dir, secret), options);
+    log('device list reloaded');
+  } catch (err) {
+    console.error(`ota-gateway: cannot reload devices.json (keeping the previous list): ${err.message}`);
+  }
+});
+
+function log(text) {
+  if (!args.quiet) console.log(`ota-gateway: ${text}`);
+}
+
+let gateway;
+try {
+  gateway = new OtaGateway({
+    directory: { authenticate: (creds) => directory.authenticate(creds) },
+    upstream: args.upstream,
+    upstreamUsername: args['upstream-username'],
+    upstreamPassword: process.env.OTA_GATEWAY_UPSTREAM_PASSWORD,
+    namespace: args.ns,
+  });
+} catch (err) {
+  fail(err.message);
+}
+gateway.on('connect', (e) => log(`${e.deviceId} (${e.dialect}) connected from ${e.remote}, client id ${e.clientId}`));
+gateway.on('disconnect', (e) => log(`${e.deviceId} disconnected: ${e.reason}`));
+gateway.on('refused', (e) => console.log(`ota-gateway: refused client id ${e.clientId} from ${e.remote}: ${e.reason}`));
+gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`));
+gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`));
+gateway.on('error', (err) => console.error(`ota-gateway: ${err.message}`));
+
+gateway.listen(port, host).then(
+  (address) => console.log(`ota-gateway: devices connect to ${address.address}:${address.port}, proxied to ${args.upstream} under ${args.ns}/{device}/`),
+  (err) => {
+    console.error(`ota-gateway: cannot listen on ${host}:${port}: ${err.message}`);
+    process.exit(1);
+  },
+);
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    fs.unwatchFile(path.join(dir, 'devices.json'));
+    const guard = setTimeout(() => process.exit(0), 5000);
+    guard.unref();
+    gateway.close().then(() => process.exit(0));
+  });
+}

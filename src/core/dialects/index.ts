@@ -1,0 +1,19 @@
+import { DialectName, OtaError, isDialectName, DIALECTS } from '../types';
+import type { Dialect } from './dialect';
+import { biotz } from './biotz';
+import { sming } from './sming';
+import { tago } from './tago';
+import { tencent } from './tencent';
+import { thingsboard } from './thingsboard';
+
+export * from './dialect';
+
+const ALL: Record<DialectName, Dialect> = { biotz, sming, tago, tencent, thingsboard };
+
+/** The dialect module for a name; a clear error for anything else. */
+export function dialectFor(name: unknown): Dialect {
+  if (!isDialectName(name)) throw new OtaError('bad_dialect', `unknown dialect ${JSON.stringify(name)}: use one of ${DIALECTS.join(', ')}`, 'dialect');
+  return ALL[name];
+}
+
+export { biotz, sming, tago, tencent, thingsboard };

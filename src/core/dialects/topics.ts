@@ -1,0 +1,148 @@
+import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
+import type { DialectOptions, TopicTemplates } from './dialect';
+
+// Topic templates: `{name}` placeholders, filled for downlinks, matched for uplinks. A template
+// compiles once into a regular expression with named groups; uplinks then cost one regex match.
+
+const PLACEHOLDER = /\{([A-Za-z]+)\}/g;
+const MAX_COMPILED = 256;
+const compiled = new Map<string, RegExp>();
+
+// Templates per (options, dialect), so that the chunk hot path does not rebuild them per request.
+// Options objects are built once per node and never mutated.
+const resolved = new WeakMap<object, Map<TopicTemplates, TopicTemplates>>();
+const NO_OPTIONS = {};
+
+/** The dialect's templates with the node's overrides and namespace prefix applied. */
+export function templatesOf(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
+  const key = options ?? NO_OPTIONS;
+  let perDialect = resolved.get(key);
+  if (!perDialect) resolved.set(key, (perDialect = new Map()));
+  let out = perDialect.get(defaults);
+  if (!out) perDialect.set(defaults, (out = buildTemplates(defaults, options)));
+  return out;
+}
+
+function buildTemplates(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
+  const prefix = options?.prefix ?? '';
+  const out: TopicTemplates = {};
+  for (const [key, value] of Object.entries(defaults)) {
+    const given = options?.topics?.[key];
+    out[key] = prefix + (typeof given === 'string' && given.trim() !== '' ? given.trim() : value);
+  }
+  return out;
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * A regex for a template; each placeholder matches one topic level (or part of one, never a '/').
+ * `anyPrefix` also accepts whole levels in front, the last of them captured as `ns`: a node with no
+ * namespace configured still reads `{ns}/{device}/v1/devices/me/...` (the gateway's form).
+ */
+export function compile(template: string, anyPrefix = false): RegExp {
+  const key = (anyPrefix ? '*' : '=') + template;
+  let re = compiled.get(key);
+  if (re) return re;
+  let source = anyPrefix ? '^(?:(?:[^/]+/)*?(?<ns>[^/#+]+)/)?' : '^';
+  let last = 0;
+  const seen = new Set<string>();
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    source += escape(template.slice(last, m.index));
+    const name = m[1];
+    // A placeholder used twice must match the same text both times.
+    source += seen.has(name) ? `\\k<${name}>` : `(?<${name}>[^/#+]+)`;
+    seen.add(name);
+    last = (m.index ?? 0) + m[0].length;
+  }
+  source += escape(template.slice(last)) + '$';
+  re = new RegExp(source);
+  if (compiled.size >= MAX_COMPILED) compiled.clear();
+  compiled.set(key, re);
+  return re;
+}
+
+/**
+ * The named parts of a topic matching a template, or undefined. With a namespace configured the
+ * topic must match exactly; without one, levels in front are accepted and the last of them is
+ * taken as the device (the gateway's `{ns}/{device}/` form) unless the template names the device.
+ */
+export function match(template: string, topic: string, options?: DialectOptions): Record<string, string> | undefined {
+  const m = compile(template, !options?.prefix).exec(topic);
+  if (!m) return undefined;
+  const groups: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m.groups ?? {})) if (v !== undefined) groups[k] = v;
+  if (groups.device === undefined && groups.ns !== undefined) groups.device = groups.ns;
+  delete groups.ns;
+  return groups;
+}
+
+/** The MQTT subscription filter for a template: every level holding a placeholder becomes '+'. */
+export function filterOf(template: string): string {
+  return template
+    .split('/')
+    .map((level) => (/\{[A-Za-z]+\}/.test(level) ? '+' : level))
+    .join('/');
+}
+
+/** Fills a template; a placeholder with no value is an error naming what is missing. */
+export function fill(template: string, vars: Record<string, string | number | undefined>, what: string): string {
+  return template.replace(PLACEHOLDER, (_all, name: string) => {
+    const value = vars[name];
+    if (value === undefined || value === '') {
+      throw new OtaError('missing_attribute', `${what}: the topic ${template} needs {${name}}; give the device the attribute "${name}" or set it on the node`, name);
+    }
+    return String(value);
+  });
+}
+
+/** The values a device's topics may use: its id, its attributes (or the node's), the firmware's major.minor. */
+export function varsOf(device: DeviceRecord, options: DialectOptions | undefined, firmware?: Pick<FirmwareRecord, 'version'>): Record<string, string | undefined> {
+  const vars: Record<string, string | undefined> = { ...(options?.attributes ?? {}) };
+  for (const [k, v] of Object.entries(device.attributes ?? {})) if (v) vars[k] = v;
+  vars.device = device.id;
+  if (firmware) {
+    const [major, minor] = firmware.version.split('.');
+    vars.major = major;
+    vars.minor = minor;
+  }
+  return vars;
+}
+
+/** Payload of an uplink as text, or undefined when it is already parsed (mqtt in auto-detect). */
+export function text(payload: unknown): string | undefined {
+  if (Buffer.isBuffer(payload)) return payload.toString('utf8');
+  if (typeof payload === 'string') return payload;
+  return undefined;
+}
+
+/** Parses a JSON uplink; already-parsed objects pass through. Never throws. */
+export function json(payload: unknown): { ok: true; value: unknown } | { ok: false; error: string } {
+  const t = text(payload);
+  if (t === undefined) {
+    if (payload !== null && typeof payload === 'object') return { ok: true, value: payload };
+    return { ok: false, error: `payload is ${payload === null ? 'null' : typeof payload}, not JSON` };
+  }
+  try {
+    return { ok: true, value: JSON.parse(t) };
+  } catch (err) {
+    return { ok: false, error: `malformed JSON: ${(err as Error).message}` };
+  }
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A non-negative integer written in decimal digits only (no sign, no exponent, no blanks). */
+export function index(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value === 'string' && /^\d{1,15}$/.test(value)) return Number(value);
+  return undefined;
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,96 @@
+import { DeviceRegistry, isTopicSafe } from '../core/devices';
+import { DeviceAttributes, DialectName, OtaError } from '../core/types';
+
+// How the gateway learns who a connecting device is. The gateway only sees this interface; the
+// adapter below answers it from the repository's DeviceRegistry.
+
+export interface DeviceCredentials {
+  clientId: string;
+  username?: string;
+  password?: Buffer | string;
+}
+
+export interface DeviceIdentity {
+  deviceId: string;
+  dialect: DialectName;
+  attributes?: DeviceAttributes;
+}
+
+/** `bad_credentials`: a token was given and is wrong; `not_authorized`: nobody we know. */
+export type AuthFailure = 'bad_credentials' | 'not_authorized';
+
+export type AuthResult = { ok: true; device: DeviceIdentity } | { ok: false; reason: AuthFailure };
+
+export interface DeviceDirectory {
+  authenticate(creds: DeviceCredentials): AuthResult | Promise<AuthResult>;
+}
+
+/**
+ * - `token`: ThingsBoard style (access token as username) or TagoIO style (username `Token`,
+ *   token as password).
+ * - `client-id`: the client id is the device id; a device that has a token must also send it
+ *   (as password, or as username).
+ * - `auto`: token first, then client id.
+ */
+export const IDENTITY_MODES = ['auto', 'token', 'client-id'] as const;
+export type IdentityMode = (typeof IDENTITY_MODES)[number];
+
+export function isIdentityMode(value: unknown): value is IdentityMode {
+  return typeof value === 'string' && (IDENTITY_MODES as readonly string[]).includes(value);
+}
+
+export interface RegistryDirectoryOptions {
+  mode?: IdentityMode;
+  /** Register unknown devices under this dialect instead of refusing them. */
+  autoRegister?: DialectName;
+}
+
+const TAGO_USERNAME = 'Token';
+
+export class RegistryDirectory implements DeviceDirectory {
+  private readonly mode: IdentityMode;
+  constructor(
+    private readonly registry: DeviceRegistry,
+    private readonly options: RegistryDirectoryOptions = {},
+  ) {
+    this.mode = options.mode ?? 'auto';
+  }
+
+  async authenticate(creds: DeviceCredentials): Promise<AuthResult> {
+    const password = creds.password === undefined ? undefined : creds.password.toString();
+    const username = creds.username || undefined;
+    const token = username === TAGO_USERNAME ? password : username;
+
+    if (this.mode !== 'client-id' && token) {
+      const device = this.registry.byToken(token);
+      if (device) return ok(device);
+    }
+    if (this.mode !== 'token' && creds.clientId) {
+      const device = this.registry.get(creds.clientId);
+      if (device) {
+        if (!device.tokenHash) return ok(device);
+        const given = [password, username].filter((v): v is string => !!v);
+        if (given.some((t) => this.registry.checkToken(device.id, t))) return ok(device);
+        return { ok: false, reason: 'bad_credentials' };
+      }
+    }
+    if (this.options.autoRegister) return this.register(creds.clientId, token);
+    return { ok: false, reason: username || password ? 'bad_credentials' : 'not_authorized' };
+  }
+
+  /** Auto-registration: the client id becomes the device id, the token (if any) its token. */
+  private async register(clientId: string, token: string | undefined): Promise<AuthResult> {
+    if (!isTopicSafe(clientId) || this.registry.get(clientId)) return { ok: false, reason: 'not_authorized' };
+    try {
+      const { device } = await this.registry.register({ id: clientId, dialect: this.options.autoRegister, token });
+      return ok(device);
+    } catch (err) {
+      if (err instanceof OtaError) return { ok: false, reason: 'not_authorized' };
+      throw err;
+    }
+  }
+}
+
+function ok(device: { id: string; dialect: DialectName; attributes: DeviceAttributes }): AuthResult {
+  return { ok: true, device: { deviceId: device.id, dialect: device.dialect, attributes: device.attributes } };
+}

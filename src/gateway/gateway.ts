@@ -1,0 +1,171 @@
+import * as net from 'net';
+import { EventEmitter } from 'events';
+import { DeviceDirectory, DeviceIdentity } from './directory';
+import { AclRule, policyFor, TopicPolicy } from './policy';
+import { DeviceSession } from './session';
+import { connectUpstream, parseBrokerUrl, UpstreamOptions } from './upstream';
+
+// The device front door: a TCP listener that gives every device connection its own session
+// (see session.ts) and keeps the counters a status dot needs.
+
+export interface GatewayOptions {
+  directory: DeviceDirectory;
+  /** `mqtt://host:port` or `mqtts://host:port` of the real broker. */
+  upstream: string;
+  upstreamUsername?: string;
+  upstreamPassword?: string;
+  /** First topic level of the per-device namespaces: `{namespace}/{deviceId}/...`. */
+  namespace?: string;
+  /** Per-dialect ACL rules replacing the defaults (a namespaced dialect given rules stops being namespaced). */
+  aclRules?: GatewayAclRules;
+  /** Make `v2/fw/response/+` receive chunk replies, as on ThingsBoard (default true). */
+  widenThingsboard?: boolean;
+  connectTimeoutMs?: number;
+  closeGraceMs?: number;
+}
+
+export type GatewayAclRules = Parameters<typeof policyFor>[1]['aclRules'];
+export type { AclRule };
+
+export interface GatewayCounters {
+  /** Device connections the broker accepted, now open. */
+  connected: number;
+  accepted: number;
+  refused: number;
+  deniedPublish: number;
+  deniedSubscribe: number;
+  malformed: number;
+  published: number;
+  delivered: number;
+  errors: number;
+}
+
+export interface ConnectEvent {
+  deviceId: string;
+  dialect: string;
+  clientId: string;
+  remote: string;
+}
+export interface DisconnectEvent extends ConnectEvent {
+  reason: string;
+}
+
+/** What a session needs from its gateway. */
+export interface GatewayContext {
+  directory: DeviceDirectory;
+  upstream: UpstreamOptions;
+  counters: GatewayCounters;
+  widenThingsboard: boolean;
+  connectTimeoutMs: number;
+  closeGraceMs: number;
+  policyFor(device: DeviceIdentity): TopicPolicy;
+  connectUpstream(): net.Socket;
+  emit(event: string, payload: unknown): void;
+  sessionOpened(session: DeviceSession): void;
+  sessionClosed(session: DeviceSession, wasOpen: boolean, reason: string): void;
+}
+
+const NAMESPACE = /^[^/+#]+(\/[^/+#]+)*$/;
+
+export class OtaGateway extends EventEmitter {
+  readonly counters: GatewayCounters = {
+    connected: 0,
+    accepted: 0,
+    refused: 0,
+    deniedPublish: 0,
+    deniedSubscribe: 0,
+    malformed: 0,
+    published: 0,
+    delivered: 0,
+    errors: 0,
+  };
+  readonly namespace: string;
+  private readonly server: net.Server;
+  private readonly sessions = new Set<DeviceSession>();
+  private readonly ctx: GatewayContext;
+
+  constructor(options: GatewayOptions) {
+    super();
+    const namespace = (options.namespace ?? 'ota').replace(/\/+$/, '');
+    if (!NAMESPACE.test(namespace) || namespace.includes('\u0000')) throw new Error(`namespace must be topic levels without wildcards: ${JSON.stringify(options.namespace)}`);
+    this.namespace = namespace;
+    const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
+    const aclRules = options.aclRules;
+    const gateway = this;
+    this.ctx = {
+      directory: options.directory,
+      upstream,
+      counters: this.counters,
+      widenThingsboard: options.widenThingsboard ?? true,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      closeGraceMs: options.closeGraceMs ?? 2_000,
+      policyFor: (device) => policyFor(device, { namespace, aclRules }),
+      connectUpstream: () => connectUpstream(upstream),
+      emit: (event, payload) => {
+        // An 'error' nobody listens to would throw: the gateway reports, it never crashes.
+        if (event === 'error' && gateway.listenerCount('error') === 0) return;
+        gateway.emit(event, payload);
+      },
+      sessionOpened: (session) => {
+        this.counters.connected++;
+        this.emit('connect', this.describe(session));
+        this.emit('change', this.counters);
+      },
+      sessionClosed: (session, wasOpen, reason) => {
+        this.sessions.delete(session);
+        if (!wasOpen) return;
+        this.counters.connected--;
+        this.emit('disconnect', { ...this.describe(session), reason });
+        this.emit('change', this.counters);
+      },
+    };
+    this.server = net.createServer((socket) => {
+      const session = new DeviceSession(socket, this.ctx);
+      this.sessions.add(session);
+    });
+    this.server.on('error', (err) => this.ctx.emit('error', err));
+  }
+
+  private describe(session: DeviceSession): ConnectEvent {
+    return {
+      deviceId: session.device?.deviceId ?? '',
+      dialect: session.device?.dialect ?? '',
+      clientId: session.clientId,
+      remote: session.remote,
+    };
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free port). */
+  listen(port: number, host = '127.0.0.1'): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  address(): net.AddressInfo | null {
+    return this.server.address() as net.AddressInfo | null;
+  }
+
+  /** The devices connected now. */
+  connectedDevices(): ConnectEvent[] {
+    return [...this.sessions].filter((s) => s.isOpen && s.device).map((s) => this.describe(s));
+  }
+
+  /** Stops listening and ends every device connection (and its upstream connection). */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) {
+        for (const session of [...this.sessions]) session.close('gateway closing');
+        resolve();
+        return;
+      }
+      this.server.close(() => resolve());
+      for (const session of [...this.sessions]) session.close('gateway closing');
+    });
+  }
+}

@@ -1,0 +1,9 @@
+// The device front door, usable without Node-RED (bin/ota-gateway.js, tests, other hosts).
+export { OtaGateway } from './gateway';
+export type { GatewayOptions, GatewayCounters, ConnectEvent, DisconnectEvent, GatewayAclRules } from './gateway';
+export { RegistryDirectory, IDENTITY_MODES, isIdentityMode } from './directory';
+export type { DeviceDirectory, DeviceCredentials, DeviceIdentity, AuthResult, AuthFailure, IdentityMode, RegistryDirectoryOptions } from './directory';
+export { DEFAULT_ACL_RULES, NAMESPACED_DIALECTS, NamespacePolicy, AclPolicy, policyFor } from './policy';
+export type { AclRule, TopicPolicy } from './policy';
+export { parseBrokerUrl } from './upstream';
+export { matches, intersects, contains } from './topics';

@@ -1,0 +1,115 @@
+import { isDialectName } from '../core/types';
+import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
+import type { ConnectEvent, DisconnectEvent } from '../gateway';
+import { NodeAPI, Node, NodeDef } from './red';
+import { useRepository } from './repository-node';
+
+// ota-gateway: the device front door as a node. Devices connect here instead of to the broker;
+// the node authenticates them against the repository's device list and proxies each one to the
+// broker in its own namespace (see src/gateway). Output: connect/disconnect/refused events.
+
+interface OtaGatewayDef extends NodeDef {
+  repository?: string;
+  host?: string;
+  port?: string | number;
+  broker?: string;
+  namespace?: string;
+  identity?: string;
+  autoRegister?: string;
+}
+
+const CLOSE_GUARD_MS = 5000;
+const STATUS_EVERY_MS = 500;
+const WARN_EVERY_MS = 60_000;
+
+export = function (RED: NodeAPI) {
+  function OtaGatewayNode(this: Node, config: OtaGatewayDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const repoNode = useRepository(RED, node, config.repository);
+    if (!repoNode) return;
+
+    const port = Number(config.port ?? 1884);
+    const host = (config.host || '0.0.0.0').trim();
+    let gateway: OtaGateway;
+    try {
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
+      const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
+      const autoRegister = isDialectName(config.autoRegister) ? config.autoRegister : undefined;
+      gateway = new OtaGateway({
+        directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister }),
+        upstream: config.broker || 'mqtt://localhost:1883',
+        upstreamUsername: node.credentials?.username || undefined,
+        upstreamPassword: node.credentials?.password || undefined,
+        namespace: config.namespace || 'ota',
+      });
+    } catch (err) {
+      node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
+      node.error((err as Error).message);
+      return;
+    }
+
+    // Many devices come and go at once: show the count at most twice a second.
+    let statusTimer: NodeJS.Timeout | undefined;
+    const showCount = () => {
+      statusTimer = undefined;
+      const count = gateway.counters.connected;
+      node.status({ fill: count > 0 ? 'green' : 'grey', shape: 'dot', text: RED._('ota-gateway.status.connected', { count }) });
+    };
+    const scheduleStatus = () => {
+      if (!statusTimer) statusTimer = setTimeout(showCount, STATUS_EVERY_MS);
+    };
+
+    // A device with a wrong token retries every few seconds: say so once a minute, not each time.
+    const warned = new Map<string, number>();
+    const warnOnce = (key: string, text: string) => {
+      const now = Date.now();
+      if ((warned.get(key) ?? 0) > now - WARN_EVERY_MS) return;
+      if (warned.size > 1000) warned.clear();
+      warned.set(key, now);
+      node.warn(text);
+    };
+
+    gateway.on('change', scheduleStatus);
+    gateway.on('connect', (e: ConnectEvent) => node.send({ topic: 'connect', payload: e }));
+    gateway.on('disconnect', (e: DisconnectEvent) => node.send({ topic: 'disconnect', payload: e }));
+    gateway.on('refused', (e: { clientId: string; reason: string; remote: string }) => {
+      node.send({ topic: 'refused', payload: e });
+      warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
+    });
+    gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
+      warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
+    });
+    gateway.on('error', (err: Error) => node.error(err.message));
+
+    node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
+    gateway.listen(port, host).then(
+      (address) => {
+        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: config.broker || 'mqtt://localhost:1883' }));
+        showCount();
+      },
+      (err: Error) => {
+        node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.listenFailed' });
+        node.error(RED._('ota-gateway.errors.listen', { host, port, message: err.message }));
+      },
+    );
+
+    node.on('close', (_removed, done) => {
+      clearTimeout(statusTimer);
+      // Devices that never answer our FIN must not hold a redeploy.
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(guard);
+        done();
+      };
+      const guard = setTimeout(finish, CLOSE_GUARD_MS);
+      gateway.close().then(finish, finish);
+    });
+  }
+
+  RED.nodes.registerType('ota-gateway', OtaGatewayNode, {
+    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+  });
+};
