@@ -22,7 +22,7 @@ const { fork } = require('child_process');
 const mqtt = require('mqtt');
 const { startNodeRed, ROOT } = require('../scripts/node-red-runtime');
 const { startMosquitto, startAedes, haveMosquitto } = require('./lib/brokers');
-const { spawnReady, stopChild, machine, rssBytes } = require('./lib/proc');
+const { spawnReady, stopChild, machine, rssBytes, cpuMicros } = require('./lib/proc');
 const { median, sig } = require('./lib/stats');
 const { handBuiltFlow } = require('./lib/flows');
 const extraTargets = require('./lib/targets');
@@ -318,6 +318,10 @@ async function runHttp(s, http, opts, log, stops) {
     { name: 'route', pid: http.red.child.pid, urls: routeUrls },
   ];
   const runs = { plain: [], route: [] };
+  // Background work in Node-RED (left over from earlier scenarios) would count as download cost.
+  const idle0 = cpuMicros(http.red.child.pid);
+  await new Promise((r) => setTimeout(r, 1000));
+  const redIdleCpuPct = sig((cpuMicros(http.red.child.pid) - idle0) / 10000);
   const gen = forkChild('http-load.js');
   try {
     for (let rep = 0; rep < opts.reps; rep++) {
@@ -330,7 +334,7 @@ async function runHttp(s, http, opts, log, stops) {
   } finally {
     await gen.close();
   }
-  return { scenario: s.name, connections: s.connections, imageBytes: http.size, reps: opts.reps, seconds: opts.seconds, redRssMiB: sig(rssBytes(http.red.child.pid) / MIB), targets: summarise(runs, 'plain', 'mibPerSec') };
+  return { scenario: s.name, connections: s.connections, imageBytes: http.size, reps: opts.reps, seconds: opts.seconds, redIdleCpuPct, redRssMiB: sig(rssBytes(http.red.child.pid) / MIB), targets: summarise(runs, 'plain', 'mibPerSec') };
 }
 
 async function runFleet(s, ctx) {
