@@ -1,75 +1,90 @@
 'use strict';
 // `npm start`: the whole pipeline on this machine, nothing else to install.
-// An embedded MQTT broker (aedes) on 127.0.0.1, stock Node-RED 4 with this package linked into
-// a user directory inside the repository (.demo/, git-ignored) and the demo flow deployed.
+//   simulated devices ──► ota-gateway (:OTA_MQTT_PORT) ──► broker ◄── Node-RED (:NODE_RED_PORT)
+// An embedded aedes broker (or OTA_BROKER_URL), stock Node-RED 4 with this package linked into
+// .demo/ (git-ignored) and the "Full pipeline" example deployed, a demo image registered and
+// assigned through the admin API, and a simulated fleet of all five dialects updating while you
+// watch. Ctrl-C stops everything.
 //
-// Environment: NODE_RED_PORT (default 1880), OTA_MQTT_PORT (default 1883), OTA_BROKER_URL to use
-// an existing broker instead of the embedded one.
-const fs = require('fs');
-const net = require('net');
+//   npm start                      # the lot
+//   npm start -- --no-fleet        # server side only, for real devices
+//   NODE_RED_PORT=1880 OTA_MQTT_PORT=1883 OTA_DEMO_DEVICES=3 OTA_BROKER_URL=mqtt://host:1883
 const path = require('path');
-const { startNodeRed, ROOT } = require('./node-red-runtime');
-const { demoFlow } = require('./demo-flow');
+const { ROOT } = require('./node-red-runtime');
+const { startPipeline, fleetPlan, registerDevices, rollOut } = require('./pipeline');
 
 const args = new Set(process.argv.slice(2));
 const NODE_RED_PORT = Number(process.env.NODE_RED_PORT || 1880);
-const MQTT_PORT = Number(process.env.OTA_MQTT_PORT || 1883);
+const DEVICE_PORT = Number(process.env.OTA_MQTT_PORT || 1883);
+const COUNT = Math.max(1, Math.min(200, Number(process.env.OTA_DEMO_DEVICES || 3)));
 const USER_DIR = path.join(ROOT, '.demo');
 
-async function startBroker(port) {
-  const { Aedes } = require('aedes');
-  const broker = await Aedes.createBroker();
-  const server = net.createServer((socket) => {
-    socket.setNoDelay(true);
-    broker.handle(socket);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
-  });
-  return {
-    url: `mqtt://127.0.0.1:${server.address().port}`,
-    async stop() {
-      await new Promise((r) => broker.close(r));
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
-
 async function main() {
-  const stops = [];
+  let pipeline = null;
+  let fleet = null;
+  let display = null;
   let stopping = false;
   const stopAll = async () => {
     if (stopping) return;
     stopping = true;
+    display?.stop();
     console.log('\nStopping…');
-    for (const stop of stops.reverse()) await stop().catch((e) => console.error(e.message));
+    if (fleet) await fleet.stop().catch(() => {});
+    if (pipeline) await pipeline.stop();
     process.exit(0);
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
 
-  let brokerUrl = process.env.OTA_BROKER_URL;
-  if (!brokerUrl) {
-    const broker = await startBroker(MQTT_PORT);
-    stops.push(() => broker.stop());
-    brokerUrl = broker.url;
-    console.log(`MQTT broker (embedded aedes) on ${brokerUrl}`);
-  } else {
-    console.log(`MQTT broker: ${brokerUrl} (OTA_BROKER_URL)`);
+  const say = (line) => (display ? display.log(line) : console.log(line));
+  pipeline = await startPipeline({
+    userDir: USER_DIR,
+    nodeRedPort: NODE_RED_PORT,
+    devicePort: DEVICE_PORT,
+    brokerUrl: process.env.OTA_BROKER_URL || undefined,
+    onLog: (line) => {
+      if (/\[(error|warn)\]/.test(line) && !/Projects disabled|Encrypted credentials/.test(line)) say(`node-red: ${line}`);
+    },
+  });
+  console.log(`Broker:           ${pipeline.brokerUrl}${process.env.OTA_BROKER_URL ? ' (OTA_BROKER_URL)' : ' (embedded aedes)'}`);
+  console.log(`Devices connect:  ${pipeline.deviceUrl}  (the ota-gateway node)`);
+  console.log(`Node-RED editor:  ${pipeline.red.url}/   (user directory ${path.relative(process.cwd(), USER_DIR) || '.'})`);
+  console.log(`Admin API:        ${pipeline.red.url}/ota/devices, /ota/firmware, /ota/assignments, /ota/rollout`);
+
+  if (args.has('--no-fleet')) {
+    console.log('\nNo simulated fleet (--no-fleet). Register a real device, store firmware and assign it:');
+    console.log(`  curl -X POST ${pipeline.red.url}/ota/devices -H 'Content-Type: application/json' \\`);
+    console.log(`       -d '{"id":"my-esp32","dialect":"thingsboard","token":"MY_TOKEN","tags":["lab"]}'`);
+    console.log(`  curl -X POST '${pipeline.red.url}/ota/firmware?title=my-app&version=1.2.0' \\`);
+    console.log(`       -H 'Content-Type: application/octet-stream' --data-binary @build/my-app.bin`);
+    console.log(`  curl -X POST ${pipeline.red.url}/ota/assignments -H 'Content-Type: application/json' \\`);
+    console.log(`       -d '{"firmware":{"title":"my-app","version":"1.2.0"},"tag":"lab"}'`);
+    console.log(`Point the device at ${pipeline.deviceUrl.replace('127.0.0.1', '<this machine>')} (ThingsBoard: the token as MQTT username).`);
+    console.log('Press Ctrl-C to stop.');
+    return;
   }
 
-  fs.mkdirSync(USER_DIR, { recursive: true });
-  const red = await startNodeRed({
-    userDir: USER_DIR,
-    port: NODE_RED_PORT,
-    flows: demoFlow({ brokerUrl }),
-    onLog: (line) => { if (/\[(error|warn)\]/.test(line) && !/Projects disabled|credentials/.test(line)) console.log(`node-red: ${line}`); },
-  });
-  stops.push(() => red.stop());
-  console.log(`Node-RED editor: ${red.url}/  (user directory ${path.relative(process.cwd(), USER_DIR) || '.'})`);
-  if (!args.has('--no-fleet')) console.log('No simulated fleet yet in this build: register devices and firmware through the flow.');
-  console.log('Press Ctrl-C to stop.');
+  const { startFleet, ProgressDisplay } = require('../dist/sim');
+  const plan = fleetPlan({ count: COUNT });
+  await registerDevices(pipeline.api, plan);
+  fleet = await startFleet({ broker: pipeline.deviceUrl, groups: plan.groups, retryDelayMs: 1000 });
+  console.log(`\n${fleet.devices.length} simulated devices connected (${COUNT} per dialect). Assigning demo-app 1.1.0 (Sming: 1.0.1)…\n`);
+  display = new ProgressDisplay(fleet);
+  display.start();
+  const started = Date.now();
+  await rollOut(pipeline.api, plan);
+  try {
+    await fleet.waitAllUpdated(120000);
+    display.draw();
+    display.stop();
+    display = null;
+    const { summary } = await pipeline.api.rollout();
+    console.log(`\nEvery device runs its new image (${((Date.now() - started) / 1000).toFixed(1)} s).`);
+    console.log(`Repository: ${summary.updated} updated, ${summary.downloaded} downloaded (devices that send no reports), ${summary.failed + summary.timed_out} failed, of ${summary.total}.`);
+  } catch (err) {
+    say(`Not every device updated: ${err.message}`);
+  }
+  console.log(`\nThe editor stays up at ${pipeline.red.url}/ — node status dots show the rollout. Press Ctrl-C to stop.`);
 }
 
 main().catch((err) => {

@@ -3,6 +3,13 @@
 export const DIALECTS = ['biotz', 'sming', 'tago', 'tencent', 'thingsboard'] as const;
 export type DialectName = (typeof DIALECTS)[number];
 
+/**
+ * Dialects whose devices all use the same topic names (ThingsBoard `v1/devices/me/...`, TagoIO
+ * `tago/data/post`): behind the gateway their topics live under `{ns}/{device}/`, so a namespace
+ * prefix applies to them. The others name the device in their topics already and keep them.
+ */
+export const NAMESPACED_DIALECTS: readonly DialectName[] = ['thingsboard', 'tago'];
+
 export function isDialectName(value: unknown): value is DialectName {
   return typeof value === 'string' && (DIALECTS as readonly string[]).includes(value);
 }

@@ -1,4 +1,4 @@
-import { DeviceAttributes, DialectName } from '../core/types';
+import { DeviceAttributes, DialectName, NAMESPACED_DIALECTS } from '../core/types';
 import { contains, isFilter, isTopicName, matches } from './topics';
 
 // What a device may do with topics, and how its topics look upstream. Two kinds:
@@ -6,7 +6,7 @@ import { contains, isFilter, isTopicName, matches } from './topics';
 //   moves into `{ns}/{deviceId}/`; inside it the device may do anything, outside it nothing.
 // - per-device dialects (Biotz, Tencent, Sming) keep their real topics; ACL rules say which.
 
-export const NAMESPACED_DIALECTS: readonly DialectName[] = ['thingsboard', 'tago'];
+export { NAMESPACED_DIALECTS };
 
 /** One ACL rule; placeholders {device} {customer} {product} {app} come from the device record. */
 export interface AclRule {

@@ -40,6 +40,8 @@ export = function (RED: NodeAPI) {
       for (const w of result.warnings) node.warn(w);
       for (const out of result.outs) send(out as unknown as NodeMessage);
       const n = verb === 'answered' ? result.outs.length : result.notified.length;
+      // An uplink that needed no answer (a Tago block echoed back, a progress report) says nothing new.
+      if (verb === 'answered' && n === 0 && !result.errors.length) return undefined;
       const text = RED._(`ota-assign.status.${verb}`, { count: n }) + (result.upToDate.length ? RED._('ota-assign.status.upToDate', { count: result.upToDate.length }) : '');
       if (result.errors.length) {
         node.status({ fill: 'red', shape: 'dot', text: RED._('ota-assign.status.errors', { count: result.errors.length }) });

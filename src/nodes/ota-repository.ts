@@ -25,20 +25,39 @@ function storageDirFor(RED: NodeAPI, configured: string | undefined): string {
   return path.resolve(base, dir);
 }
 
+// Two config nodes on one storage directory (say, two example flows imported side by side) must
+// not each load and rewrite the same files: they share one OtaRepository, opened by the first and
+// flushed when the last one closes. The same goes for the download route they register.
+const shared = new Map<string, { repo: OtaRepository; nodes: number; settings: string }>();
+const routes = new Map<string, { users: number; repo: OtaRepository }>();
+
 export = function (RED: NodeAPI) {
   function OtaRepositoryConfig(this: OtaRepositoryNode, config: OtaRepositoryDef) {
     RED.nodes.createNode(this, config);
     const node = this;
     installTcpNoDelay(RED, node, config.tcpNoDelay); // default on: see src/nodes/tcp-nodelay.ts
     const downloadPath = (config.downloadPath || DEFAULT_DOWNLOAD_PATH).replace(/\/+$/, '') || DEFAULT_DOWNLOAD_PATH;
-    node.repo = new OtaRepository({
+    const options = {
       dir: storageDirFor(RED, config.storageDir),
       secret: node.credentials?.secret || undefined,
       maxImageBytes: Math.round(positive(config.maxImageMB, DEFAULT_MAX_IMAGE_BYTES / 1048576) * 1048576),
       urlTtlSeconds: Math.round(positive(config.urlTtlDays, 7) * 86400),
       publicUrl: config.publicUrl || '',
       downloadPath,
-    });
+    };
+    const settings = JSON.stringify({ ...options, secret: options.secret ? 'set' : '' });
+    let entry = shared.get(options.dir);
+    if (entry) {
+      entry.nodes += 1;
+      if (entry.settings !== settings) {
+        node.warn(RED._('ota-repository.warn.shared', { dir: options.dir }));
+      }
+    } else {
+      entry = { repo: new OtaRepository(options), nodes: 1, settings };
+      shared.set(options.dir, entry);
+    }
+    const mine = entry;
+    node.repo = entry.repo;
     node.users = new Map();
     // One rollout timer per repository (timeouts, retries), running from the first user on.
     const tracker = trackerFor(node.repo);
@@ -53,17 +72,37 @@ export = function (RED: NodeAPI) {
     const route = `${downloadPath}/:firmware/:device`;
     const handler = (req: HttpRequest, res: HttpResponse) => {
       const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
-      serveDownload(node.repo, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res);
+      const served = routes.get(route)?.repo ?? node.repo;
+      serveDownload(served, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res);
     };
     // Express answers HEAD with the GET route; serveDownload sends headers only for HEAD.
-    RED.httpNode.get(route, handler);
+    const routeEntry = routes.get(route);
+    if (!routeEntry) {
+      RED.httpNode.get(route, handler);
+      routes.set(route, { users: 1, repo: node.repo });
+    } else {
+      if (routeEntry.repo !== node.repo) node.warn(RED._('ota-repository.warn.sharedRoute', { path: downloadPath }));
+      routeEntry.users += 1;
+      routeEntry.repo = node.repo;
+    }
 
     const detachAdminApi = attachAdminApi(RED, node);
 
     node.on('close', (_removed, done) => {
-      removeRoutes(RED.httpNode, route);
-      tracker.stop();
+      const r = routes.get(route);
+      if (r && r.users > 1) r.users -= 1;
+      else {
+        routes.delete(route);
+        removeRoutes(RED.httpNode, route);
+      }
       detachAdminApi();
+      mine.nodes -= 1;
+      if (mine.nodes > 0) {
+        done();
+        return;
+      }
+      shared.delete(options.dir);
+      tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);
       node.repo.flush().then(

@@ -17,6 +17,8 @@ const NODES = [
   require('../../dist/nodes/firmware-store.js'),
   require('../../dist/nodes/ota-assign.js'),
   require('../../dist/nodes/chunk-server.js'),
+  require('../../dist/nodes/progress-parser.js'),
+  require('../../dist/nodes/ota-gateway.js'),
   require(`${CORE}/network/10-mqtt.js`),
   require(`${CORE}/common/20-inject.js`),
   require(`${CORE}/common/21-debug.js`),
@@ -40,8 +42,10 @@ describe('example flows', function () {
   });
   afterEach(() => helper.unload());
 
-  it('there is one per dialect', function () {
-    const assigns = files.map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).find((n) => n.type === 'ota-assign')).filter(Boolean);
+  it('there is one per dialect, and one for all of them behind the gateway', function () {
+    const flows = files.map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
+    const assigns = flows.map((flow) => flow.find((n) => n.type === 'ota-assign' && n.dialect)).filter(Boolean);
+    assert.ok(flows.some((flow) => flow.some((n) => n.type === 'ota-gateway') && flow.some((n) => n.type === 'ota-assign' && !n.dialect)));
     const dialects = assigns.map((n) => n.dialect).sort();
     assert.deepStrictEqual(dialects, ['biotz', 'sming', 'tago', 'tencent', 'thingsboard']);
   });
@@ -52,6 +56,7 @@ describe('example flows', function () {
       for (const n of flow) {
         if (n.type === 'mqtt-broker') { n.broker = '127.0.0.1'; n.port = String(broker.port); }
         if (n.type === 'ota-repository') n.storageDir = path.join(tmp, file);
+        if (n.type === 'ota-gateway') Object.assign(n, { host: '127.0.0.1', port: '0', broker: `mqtt://127.0.0.1:${broker.port}` });
       }
       await helper.load(NODES, flow);
       for (const n of flow) if (n.type !== 'tab') assert.ok(helper.getNode(n.id), `node ${n.type} ${n.id} started`);

@@ -123,6 +123,22 @@ describe('firmware-store node', function () {
     }
   });
 
+  it('shares one catalogue between two repository nodes on the same directory', async () => {
+    await helper.unload();
+    const f = flow(dir);
+    f.push(
+      { id: 'repo2', type: 'ota-repository', storageDir: dir, maxImageMB: 1 },
+      { id: 'store2', z: 'f1', type: 'firmware-store', repository: 'repo2', wires: [['out2']] },
+      { id: 'out2', z: 'f1', type: 'helper' },
+    );
+    await helper.load(allNodes, f);
+    assert.strictEqual(helper.getNode('repo').repo, helper.getNode('repo2').repo);
+    await send({ payload: imageOf(10), firmware: { title: 'a', version: '1.0.0' } });
+    const listed = new Promise((resolve) => helper.getNode('out2').once('input', resolve));
+    helper.getNode('store2').receive({ action: 'list' });
+    assert.deepStrictEqual((await listed).payload.map((r) => r.title), ['a']);
+  });
+
   it('shows a red status instead of crashing when no repository is selected', async () => {
     await helper.unload();
     await helper.load(allNodes, [{ id: 'f1', type: 'tab' }, { id: 'store', z: 'f1', type: 'firmware-store', wires: [] }]);

@@ -188,16 +188,17 @@ export class AssignService {
 
   /**
    * Uplinks ota-assign answers: ThingsBoard attribute requests (how a booting device learns of its
-   * assignment) and Tencent version reports that differ from the assignment (sent the update
-   * again). Undefined when the message is no uplink of a dialect handled here.
+   * assignment) and Tencent and TagoIO version reports that differ from the assignment (sent the
+   * update again: that is how those devices ask after a failure or a restart). Undefined when the
+   * message is no uplink of a dialect handled here.
    */
   async uplink(topic: string, payload: unknown, fallbackDevice?: string): Promise<AssignResult | undefined> {
-    for (const name of ['thingsboard', 'tencent'] as const) {
+    for (const name of ['thingsboard', 'tencent', 'tago'] as const) {
       if (!this.handles(name)) continue;
       const dialect = dialectFor(name);
       const options = fallbackDevice ? { ...this.config.options(name), device: fallbackDevice } : this.config.options(name);
       const u = dialect.parseUplink(topic, payload, options);
-      if (u.kind === 'ignored') continue;
+      if (u.kind === 'ignored' && u.foreign) continue;
       const result = empty();
       if (u.kind === 'invalid') {
         result.errors.push(`${name}${u.device ? ` device ${u.device}` : ''}: ${u.error}`);
@@ -209,7 +210,7 @@ export class AssignService {
           this.repo.rollout.markNotified(u.device);
           result.notified.push(u.device);
         }
-      } else if (u.kind === 'progress' && name === 'tencent') {
+      } else if (u.kind === 'progress' && (name === 'tencent' || name === 'tago')) {
         for (const event of u.events) {
           if (event.state !== 'notified' || event.version === undefined) continue; // not a version report
           const state = this.repo.rollout.get(event.device);

@@ -15,14 +15,14 @@ export const biotz: Dialect = {
   },
 
   notice(ctx, options) {
-    const topic = fill(templatesOf(TOPICS, options).update, varsOf(ctx.device, options), `biotz notice for ${ctx.device.id}`);
+    const topic = fill(templatesOf('biotz', TOPICS, options).update, varsOf(ctx.device, options), `biotz notice for ${ctx.device.id}`);
     // The device compares "firmware-name" with what it runs: the tag names title and version.
     const payload = JSON.stringify({ 'firmware-name': ctx.firmware.tag, 'download-url': ctx.downloadUrl() });
     return [{ topic, payload, qos: 1, retain: true }];
   },
 
   clear(device, _firmware, options) {
-    const topic = fill(templatesOf(TOPICS, options).update, varsOf(device, options), `biotz clear for ${device.id}`);
+    const topic = fill(templatesOf('biotz', TOPICS, options).update, varsOf(device, options), `biotz clear for ${device.id}`);
     return [{ topic, payload: '', qos: 1, retain: true }];
   },
 

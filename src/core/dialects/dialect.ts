@@ -64,7 +64,8 @@ export type Uplink =
   | { kind: 'chunk-request'; device: string; requestId: string; index: number; size?: number }
   /** ThingsBoard v1/devices/me/attributes/request/{id} with sharedKeys. */
   | { kind: 'attribute-request'; device: string; requestId: string; keys: string[] }
-  | { kind: 'ignored'; reason: string }
+  /** `foreign`: the topic is not one of this dialect's (another dialect's, or nobody's). */
+  | { kind: 'ignored'; reason: string; foreign?: true }
   | { kind: 'invalid'; device?: string; error: string };
 
 export type ChunkRequest = Extract<Uplink, { kind: 'chunk-request' }>;

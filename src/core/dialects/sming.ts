@@ -12,7 +12,7 @@ const TOPICS = { update: 'a/{app}/u/{major}.{minor}' };
 export const MQTT_MAX_MESSAGE = 268435455;
 
 function topicOf(device: Parameters<Dialect['clear']>[0], firmware: FirmwareRef, options: DialectOptions | undefined): string {
-  const t = templatesOf(TOPICS, options).update;
+  const t = templatesOf('sming', TOPICS, options).update;
   return (options?.smingPrefix ?? '') + fill(t, varsOf(device, options, firmware), `sming topic for ${device.id}`);
 }
 

@@ -17,7 +17,7 @@ function chunkSizeOf(options?: DialectOptions): number {
 }
 
 function dataTopic(vars: Record<string, string | number | undefined>, options: DialectOptions | undefined, what: string): string {
-  return fill(templatesOf(TOPICS, options).data, vars, what);
+  return fill(templatesOf('tago', TOPICS, options).data, vars, what);
 }
 
 /** A variable in Tago's form; devices may also post a list of them. */
@@ -35,7 +35,7 @@ export const tago: Dialect = {
   defaultTopics: TOPICS,
 
   uplinkFilters(options) {
-    return [filterOf(templatesOf(TOPICS, options).data)];
+    return [filterOf(templatesOf('tago', TOPICS, options).data)];
   },
 
   notice(ctx, options) {
@@ -64,11 +64,11 @@ export const tago: Dialect = {
   },
 
   parseUplink(topic, payload, options): Uplink {
-    const g = match(templatesOf(TOPICS, options).data, topic, options);
-    if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}` };
+    const g = match(templatesOf('tago', TOPICS, options).data, topic, options);
+    if (!g) return { kind: 'ignored', reason: `not a Tago uplink topic: ${topic}`, foreign: true };
     const raw = bytesOf(payload);
     // Our own blocks and manifests come back on this topic: skip them without parsing.
-    if (raw !== undefined && raw.indexOf('firmware_request') < 0 && raw.indexOf('firmware_version') < 0) {
+    if (raw !== undefined && raw.indexOf('firmware_request') < 0 && raw.indexOf('firmware_version') < 0 && raw.indexOf('firmware_status') < 0) {
       return { kind: 'ignored', reason: 'not a firmware request' };
     }
     if (raw !== undefined && raw.length === 0) return { kind: 'ignored', reason: 'empty payload' };
@@ -88,6 +88,14 @@ export const tago: Dialect = {
       const event: ProgressEvent = { device: device ?? '', dialect: 'tago', state: 'notified', version: version.value, at: now() };
       return { kind: 'progress', events: [event] };
     }
+    // Our extension, like firmware_version: a device says its download failed (TagoIO stores any variable).
+    const status = pick(parsed.value, 'firmware_status');
+    if (status && status.value === 'failed') {
+      const meta = isObject(status.metadata) ? status.metadata : {};
+      const message = typeof meta.error === 'string' && meta.error ? meta.error.slice(0, 200) : 'the device reports a failed update';
+      const event: ProgressEvent = { device: device ?? '', dialect: 'tago', state: 'failed', error: { code: 'device_failed', message }, at: now() };
+      return { kind: 'progress', events: [event] };
+    }
     return { kind: 'ignored', reason: 'not a firmware request' };
   },
 
@@ -98,7 +106,7 @@ export const tago: Dialect = {
   },
 
   errorReply(device, message, options) {
-    const topic = templatesOf(TOPICS, options).data;
+    const topic = templatesOf('tago', TOPICS, options).data;
     if (!device && /\{device\}/.test(topic)) return [];
     return [{ topic: fill(topic, { device }, 'tago error'), payload: JSON.stringify({ variable: 'firmware_error', value: message }), qos: 0, retain: false }];
   },

@@ -36,11 +36,11 @@ export const tencent: Dialect = {
   defaultTopics: TOPICS,
 
   uplinkFilters(options) {
-    return [filterOf(templatesOf(TOPICS, options).report)];
+    return [filterOf(templatesOf('tencent', TOPICS, options).report)];
   },
 
   notice(ctx, options) {
-    const topic = fill(templatesOf(TOPICS, options).update, varsOf(ctx.device, options), `tencent notice for ${ctx.device.id}`);
+    const topic = fill(templatesOf('tencent', TOPICS, options).update, varsOf(ctx.device, options), `tencent notice for ${ctx.device.id}`);
     const payload = JSON.stringify({
       type: 'update_firmware',
       version: ctx.firmware.version,
@@ -56,8 +56,8 @@ export const tencent: Dialect = {
   },
 
   parseUplink(topic, payload, options) {
-    const g = match(templatesOf(TOPICS, options).report, topic, options);
-    if (!g) return { kind: 'ignored', reason: `not a Tencent report topic: ${topic}` };
+    const g = match(templatesOf('tencent', TOPICS, options).report, topic, options);
+    if (!g) return { kind: 'ignored', reason: `not a Tencent report topic: ${topic}`, foreign: true };
     const device = g.device ?? (options?.device || undefined);
     if (!device) return { kind: 'invalid', error: 'the topic names no device and the node has no single device set' };
     const parsed = json(payload);

@@ -107,12 +107,12 @@ export const thingsboard: Dialect = {
   defaultTopics: TOPICS,
 
   uplinkFilters(options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     return [t.attributeRequest, t.telemetry, t.chunkRequest].map(filterOf);
   },
 
   notice(ctx, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     return [{
       topic: fill(t.attributes, varsOf(ctx.device, options), 'thingsboard notice'),
       payload: JSON.stringify(sharedAttributes(ctx.firmware, options)),
@@ -122,12 +122,12 @@ export const thingsboard: Dialect = {
   },
 
   clear(device, _firmware, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     return [{ topic: fill(t.attributes, varsOf(device, options), 'thingsboard clear'), payload: JSON.stringify({ deleted: [...FW_KEYS] }), qos: 1, retain: false }];
   },
 
   parseUplink(topic, payload, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     // Chunk requests first: they are the hot path, and need no JSON.
     let g = match(t.chunkRequest, topic, options);
     if (g) {
@@ -167,11 +167,11 @@ export const thingsboard: Dialect = {
       if (!keys) return { kind: 'invalid', device, error: 'attribute request: sharedKeys must be a comma-separated string or a list' };
       return { kind: 'attribute-request', device, requestId: g.requestId, keys };
     }
-    return { kind: 'ignored', reason: `not a ThingsBoard uplink topic: ${topic}` };
+    return { kind: 'ignored', reason: `not a ThingsBoard uplink topic: ${topic}`, foreign: true };
   },
 
   chunkReply(request, bytes, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     // Raw bytes, no copy: `bytes` is a view on the cached image. QoS 0: a QoS 1 reply makes the
     // device write a PUBACK just before its next request, and Nagle then holds that request until
     // the broker's delayed ACK (about 40 ms a chunk). A lost reply is asked for again.
@@ -184,13 +184,13 @@ export const thingsboard: Dialect = {
   },
 
   errorReply(device, message, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     if (!device && /\{device\}/.test(t.error)) return [];
     return [{ topic: fill(t.error, { device }, 'thingsboard error'), payload: message, qos: 0, retain: false }];
   },
 
   attributeReply(request, firmware, options) {
-    const t = templatesOf(TOPICS, options);
+    const t = templatesOf('thingsboard', TOPICS, options);
     const shared: Record<string, string | number> = {};
     if (firmware) {
       const all: Record<string, string | number> = sharedAttributes(firmware, options);

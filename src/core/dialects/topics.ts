@@ -1,4 +1,4 @@
-import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
+import { DeviceRecord, DialectName, FirmwareRecord, NAMESPACED_DIALECTS, OtaError } from '../types';
 import type { DialectOptions, TopicTemplates } from './dialect';
 
 // Topic templates: `{name}` placeholders, filled for downlinks, matched for uplinks. A template
@@ -13,14 +13,31 @@ const compiled = new Map<string, RegExp>();
 const resolved = new WeakMap<object, Map<TopicTemplates, TopicTemplates>>();
 const NO_OPTIONS = {};
 
-/** The dialect's templates with the node's overrides and namespace prefix applied. */
-export function templatesOf(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
+/**
+ * The dialect's templates with the node's overrides and namespace prefix applied. The prefix
+ * (the gateway's `{ns}/{device}/`) applies to namespaced dialects only, so one node can serve
+ * every dialect: Tencent, Biotz and Sming topics stay as their devices know them.
+ */
+export function templatesOf(dialect: DialectName, defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {
+  if (options?.prefix && !NAMESPACED_DIALECTS.includes(dialect)) options = perDeviceOptions(options);
   const key = options ?? NO_OPTIONS;
   let perDialect = resolved.get(key);
   if (!perDialect) resolved.set(key, (perDialect = new Map()));
   let out = perDialect.get(defaults);
   if (!out) perDialect.set(defaults, (out = buildTemplates(defaults, options)));
   return out;
+}
+
+// The prefix-less copy of an options object, made once per options object (the caches key on it).
+const withoutPrefix = new WeakMap<DialectOptions, DialectOptions>();
+function perDeviceOptions(options: DialectOptions): DialectOptions {
+  let copy = withoutPrefix.get(options);
+  if (!copy) {
+    copy = { ...options };
+    delete copy.prefix;
+    withoutPrefix.set(options, copy);
+  }
+  return copy;
 }
 
 function buildTemplates(defaults: TopicTemplates, options: DialectOptions | undefined): TopicTemplates {

@@ -45,4 +45,15 @@ describe('tago dialect', function () {
     assert.deepStrictEqual(tago.clear(dev, fw), []);
     assert.deepStrictEqual(tago.clear(dev, fw, { retain: true }), [{ topic: 'tago/data/post', payload: '', qos: 1, retain: true }]);
   });
+  it('reads a device\'s firmware_status "failed" as a failure with its reason, and ignores other statuses', function () {
+    const u = tago.parseUplink('ota/dev1/tago/data/post', JSON.stringify({ variable: 'firmware_status', value: 'failed', metadata: { error: 'size mismatch' } }));
+    assert.strictEqual(u.kind, 'progress');
+    assert.deepStrictEqual([u.events[0].device, u.events[0].state, u.events[0].error.message], ['dev1', 'failed', 'size mismatch']);
+    assert.strictEqual(tago.parseUplink('ota/dev1/tago/data/post', JSON.stringify({ variable: 'firmware_status', value: 'ok' })).kind, 'ignored');
+  });
+
+  it('tells a topic of another dialect from a message it has no use for', function () {
+    assert.strictEqual(tago.parseUplink('v1/devices/me/telemetry', '{}').foreign, true);
+    assert.strictEqual(tago.parseUplink('ota/dev1/tago/data/post', '{"variable":"firmware_block","value":1}').foreign, undefined);
+  });
 });
