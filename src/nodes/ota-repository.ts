@@ -1,3 +1,4 @@
+import { installTcpNoDelay } from './tcp-nodelay';
 import * as path from 'path';
 import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
@@ -34,6 +35,7 @@ export = function (RED: NodeAPI) {
   function OtaRepositoryConfig(this: OtaRepositoryNode, config: OtaRepositoryDef) {
     RED.nodes.createNode(this, config);
     const node = this;
+    installTcpNoDelay(RED, node, config.tcpNoDelay); // default on: see src/nodes/tcp-nodelay.ts
     const downloadPath = (config.downloadPath || DEFAULT_DOWNLOAD_PATH).replace(/\/+$/, '') || DEFAULT_DOWNLOAD_PATH;
     const options = {
       dir: storageDirFor(RED, config.storageDir),
