@@ -4,6 +4,7 @@ import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
+import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { attachAdminApi } from './admin-api';
 
@@ -73,7 +74,8 @@ export = function (RED: NodeAPI) {
     const handler = (req: HttpRequest, res: HttpResponse) => {
       const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
       const served = routes.get(route)?.repo ?? node.repo;
-      serveDownload(served, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res);
+      const images = deliveryFor(served, (r) => served.firmware.read(r)).cache;
+      serveDownload(served, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res, (r) => images.get(r));
     };
     // Express answers HEAD with the GET route; serveDownload sends headers only for HEAD.
     const routeEntry = routes.get(route);

@@ -9,6 +9,8 @@ export interface OtaRepositoryDef extends NodeDef {
   urlTtlDays?: string | number;
   publicUrl?: string;
   downloadPath?: string;
+  /** TCP_NODELAY on every mqtt-broker connection of the runtime (default on; see tcp-nodelay.ts). */
+  tcpNoDelay?: boolean | string;
 }
 
 export interface OtaRepositoryNode extends Node {

@@ -4,6 +4,7 @@ const fs = require('fs');
 const http = require('http');
 const { OtaRepository } = require('../../dist/core/repository');
 const { serveDownload, parseRange } = require('../../dist/core/firmware/download');
+const { ImageCache } = require('../../dist/core/chunking');
 const { imageOf, tempDir } = require('../support/images');
 
 // The signed download route, over real HTTP: a plain Node server routing like the config node.
@@ -19,8 +20,9 @@ function get(url, { method = 'GET', headers = {} } = {}) {
   });
 }
 
-describe('signed download route', () => {
-  let dir, repo, server, origin, record, now;
+// Served from disk (a file stream), and from the shared in-memory image cache the nodes use.
+for (const source of ['disk', 'memory']) describe(`signed download route (${source})`, () => {
+  let dir, repo, server, origin, record, now, cache;
   const image = imageOf(100000, 3);
 
   before(async () => {
@@ -28,11 +30,13 @@ describe('signed download route', () => {
     now = new Date('2026-11-23T12:00:00Z');
     repo = new OtaRepository({ dir, now: () => now });
     ({ record } = await repo.firmware.store({ image, title: 'blink', version: '1.0.0' }));
+    cache = new ImageCache((r) => repo.firmware.read(r));
     server = http.createServer((req, res) => {
       const url = new URL(req.url, 'http://x');
       const m = /^\/ota\/dl\/([^/]+)\/([^/]+)$/.exec(url.pathname);
       if (!m) { res.statusCode = 404; return res.end(); }
-      serveDownload(repo, { firmware: decodeURIComponent(m[1]), device: decodeURIComponent(m[2]), expires: url.searchParams.get('e') ?? undefined, signature: url.searchParams.get('s') ?? undefined }, req, res);
+      const imageOf = source === 'memory' ? (r) => cache.get(r) : undefined;
+      serveDownload(repo, { firmware: decodeURIComponent(m[1]), device: decodeURIComponent(m[2]), expires: url.searchParams.get('e') ?? undefined, signature: url.searchParams.get('s') ?? undefined }, req, res, imageOf);
     });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${server.address().port}`;
