@@ -249,7 +249,10 @@ async function main() {
       const flows = handBuiltFlow({ brokers: brokerList, prefix: 'nota/', imageFile, repository: {} });
       const extra = extraTargets.flows({ brokers: brokerList, imageFile, userDir });
       flows.push(...extra.nodes);
-      const red = await startNodeRed({ userDir, link: true, port: 0, flows });
+      // BENCH_SYNC_DELIVERY=1: Node-RED's runtimeSyncDelivery setting (messages passed between
+      // nodes in the same tick), to measure what the asynchronous hops cost at low device counts.
+      const settings = process.env.BENCH_SYNC_DELIVERY === '1' ? { runtimeSyncDelivery: true } : {};
+      const red = await startNodeRed({ userDir, link: true, port: 0, flows, settings });
       stops.push(() => red.stop());
       if (brokerList.length) targets.push({ name: 'flow+repo', pid: red.child.pid, ...prefixed('nota/') });
       for (const t of extra.targets) targets.push({ pid: red.child.pid, ...t });

@@ -1,7 +1,7 @@
 'use strict';
 // Gateway overhead: sequential ThingsBoard chunk round trips, straight to mosquitto vs through the
-// gateway. Not a spec (needs /usr/sbin/mosquitto). Run: npm run build && node test/gateway/bench-overhead.js
-const h = require('./helpers');
+// gateway. Not a spec (needs /usr/sbin/mosquitto). Run: npm run build && node bench/gateway-overhead.js
+const h = require('../test/gateway/helpers');
 const crypto = require('crypto');
 (async () => {
   const broker = await h.startMosquitto();
