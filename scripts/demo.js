@@ -8,18 +8,31 @@
 //
 //   npm start                      # the lot
 //   npm start -- --no-fleet        # server side only, for real devices
-//   NODE_RED_PORT=1880 OTA_MQTT_PORT=1883 OTA_DEMO_DEVICES=3 OTA_BROKER_URL=mqtt://host:1883
+//   NODE_RED_PORT=1880 OTA_MQTT_PORT=1884 OTA_DEMO_DEVICES=3 OTA_BROKER_URL=mqtt://host:1883
+const net = require('net');
 const path = require('path');
 const { ROOT } = require('./node-red-runtime');
 const { startPipeline, fleetPlan, registerDevices, rollOut } = require('./pipeline');
 
 const args = new Set(process.argv.slice(2));
 const NODE_RED_PORT = Number(process.env.NODE_RED_PORT || 1880);
-const DEVICE_PORT = Number(process.env.OTA_MQTT_PORT || 1883);
+// 1884, not 1883: a Node-RED machine often runs its own broker on 1883 already.
+const DEVICE_PORT = Number(process.env.OTA_MQTT_PORT || 1884);
 const COUNT = Math.max(1, Math.min(200, Number(process.env.OTA_DEMO_DEVICES || 3)));
 const USER_DIR = path.join(ROOT, '.demo');
 
+/** Fails early, saying which variable to set, when a port we must listen on is taken. */
+async function checkPort(port, variable) {
+  const server = net.createServer();
+  await new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(err.code === 'EADDRINUSE' ? new Error(`port ${port} is in use on 127.0.0.1: set ${variable} to a free port`) : err));
+    server.listen(port, '127.0.0.1', () => server.close(resolve));
+  });
+}
+
 async function main() {
+  await checkPort(NODE_RED_PORT, 'NODE_RED_PORT');
+  await checkPort(DEVICE_PORT, 'OTA_MQTT_PORT');
   let pipeline = null;
   let fleet = null;
   let display = null;
@@ -88,6 +101,6 @@ async function main() {
 }
 
 main().catch((err) => {
-  console.error(err);
+  console.error(`npm start: ${err.message}`);
   process.exit(1);
 });
