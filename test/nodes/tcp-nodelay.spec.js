@@ -27,8 +27,14 @@ function havePython() {
  * fd 3 and calls getsockopt. Where python3 is missing, falls back to Node's own record of the
  * last setNoDelay() (an internal symbol; the fallback is the fragile path, the kernel the truth).
  */
+// A socket handed to a child as stdio stops being read in this process (Node pauses it): when
+// the broker later closes, it never sees the end and would keep mocha alive. Destroyed after
+// each spec.
+const inspected = new Set();
+
 async function tcpNoDelay(socket) {
   if (havePython()) {
+    inspected.add(socket);
     const child = spawn('python3', ['-c', PY_GETSOCKOPT], { stdio: ['ignore', 'pipe', 'pipe', socket] });
     let out = '';
     let err = '';
@@ -106,6 +112,8 @@ describe('TCP_NODELAY on Node-RED MQTT connections (ota-repository)', function (
   beforeEach(() => { dir = tempDir(); });
   afterEach(async () => {
     await helper.unload();
+    for (const socket of inspected) socket.destroy();
+    inspected.clear();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
