@@ -47,7 +47,10 @@ async function startNodeRed({ userDir, flows, port = 0, settings = {}, link = tr
   if (link) linkPackage(userDir);
   writeSettings(userDir, { uiPort: port, ...settings });
   if (flows) fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows, null, 2));
-  const child = spawn(process.execPath, [RED_JS, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
+  // NODE_RED_NODE_ARGS: extra node flags for Node-RED, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  // to profile it under a benchmark (NODE_OPTIONS refuses --cpu-prof).
+  const nodeArgs = (process.env.NODE_RED_NODE_ARGS || '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, RED_JS, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')], {
     cwd: userDir,
     env: { ...process.env, NODE_RED_ENABLE_PROJECTS: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
