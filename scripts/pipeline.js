@@ -11,25 +11,7 @@ const { startNodeRed, ROOT } = require('./node-red-runtime');
 
 const FLOW_FILE = path.join(ROOT, 'examples', 'Full pipeline.json');
 
-async function startAedes(port = 0) {
-  const { Aedes } = require('aedes');
-  const broker = await Aedes.createBroker();
-  const server = net.createServer((socket) => {
-    socket.setNoDelay(true);
-    broker.handle(socket);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
-  });
-  return {
-    url: `mqtt://127.0.0.1:${server.address().port}`,
-    async stop() {
-      await new Promise((r) => broker.close(r));
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
+const { startAedes } = require('./aedes');
 
 /** A port free right now on 127.0.0.1 (for servers whose port must be known before they start). */
 function freePort() {
@@ -103,13 +85,13 @@ class AdminApi {
 async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, progress, onLog }) {
   const stops = [];
   const stop = async () => {
-    for (const s of stops.splice(0).reverse()) await s().catch(() => {});
+    for (const s of stops.splice(0).reverse()) await Promise.resolve().then(s).catch(() => {});
   };
   try {
     let upstream = brokerUrl;
     if (!upstream) {
       const broker = await startAedes();
-      stops.push(() => broker.stop());
+      stops.push(() => broker.close());
       upstream = broker.url;
     }
     const port = nodeRedPort || (await freePort());
@@ -186,4 +168,4 @@ async function rollOut(api, plan) {
   return records;
 }
 
-module.exports = { startPipeline, startAedes, freePort, pipelineFlow, fleetPlan, registerDevices, rollOut, demoImage, AdminApi };
+module.exports = { startPipeline, freePort, pipelineFlow, fleetPlan, registerDevices, rollOut, demoImage, AdminApi };

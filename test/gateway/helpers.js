@@ -18,22 +18,10 @@ function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+const { startAedes: embeddedBroker } = require('../../scripts/aedes');
+
 async function startAedes() {
-  const { Aedes } = require('aedes');
-  const broker = await Aedes.createBroker();
-  const server = net.createServer(broker.handle);
-  server.on('connection', (s) => s.setNoDelay(true));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `mqtt://127.0.0.1:${server.address().port}`,
-    version: 4,
-    /** Clients connected to the broker right now. */
-    clients: () => broker.connectedClients,
-    async close() {
-      await new Promise((resolve) => broker.close(resolve));
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+  return { ...(await embeddedBroker()), version: 4 };
 }
 
 function freePort() {

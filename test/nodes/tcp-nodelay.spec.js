@@ -5,7 +5,6 @@
 // (getsockopt on a duplicate of the socket's descriptor), not from timings.
 const assert = require('assert');
 const fs = require('fs');
-const net = require('net');
 const { spawn, spawnSync } = require('child_process');
 const { helper, nodes } = require('../support/red');
 const { tempDir } = require('../support/images');
@@ -58,27 +57,10 @@ async function until(what, cond, ms = 10000) {
   }
 }
 
-async function startAedes() {
-  const { Aedes } = require('aedes');
-  const broker = await Aedes.createBroker();
-  const sockets = new Set();
-  // No setNoDelay here: only the client side of each connection is under test.
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    broker.handle(socket);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    dropAll() { for (const s of sockets) s.destroy(); },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => broker.close(r));
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
+const { startAedes: embeddedBroker } = require('../../scripts/aedes');
+
+// No TCP_NODELAY on the broker's side: only the client side of each connection is under test.
+const startAedes = () => embeddedBroker({ noDelay: false });
 
 function flow({ port, dir, repo = {}, broker = {}, dynamic = false }) {
   return [

@@ -1,28 +1,15 @@
 'use strict';
 // Real parts for the simulator specs: aedes on a random loopback port, an MQTT client playing
 // the server side of a dialect, and an HTTP file server with Range (what the repository serves).
-const net = require('net');
 const http = require('http');
 const crypto = require('crypto');
 const mqtt = require('mqtt');
-const { Aedes } = require('aedes');
+
+const { startAedes } = require('../../scripts/aedes');
 
 async function startBroker() {
-  const broker = await Aedes.createBroker();
-  const server = net.createServer((socket) => {
-    socket.setNoDelay(true);
-    broker.handle(socket);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `mqtt://127.0.0.1:${server.address().port}`;
-  return {
-    url,
-    broker,
-    async close() {
-      await new Promise((resolve) => broker.close(resolve));
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+  const b = await startAedes();
+  return { ...b, broker: b.aedes };
 }
 
 /** An MQTT client for the fake server; `messages` records everything it receives. */
