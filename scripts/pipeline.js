@@ -5,25 +5,13 @@
 // firmware and to assign. Everything listens on 127.0.0.1.
 const crypto = require('crypto');
 const fs = require('fs');
-const net = require('net');
 const path = require('path');
 const { startNodeRed, ROOT } = require('./node-red-runtime');
 
 const FLOW_FILE = path.join(ROOT, 'examples', 'Full pipeline.json');
 
-const { startAedes } = require('./aedes');
+const { startAedes, freePort } = require('./servers');
 
-/** A port free right now on 127.0.0.1 (for servers whose port must be known before they start). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The example flow, pointed at this machine's broker, gateway port and Node-RED URL. */
 function pipelineFlow({ brokerUrl, devicePort, publicUrl, progress = {} }) {

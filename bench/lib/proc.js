@@ -2,7 +2,6 @@
 // Process helpers for the benchmarks: CPU time and memory of other processes read from /proc,
 // free loopback ports, and children that report readiness with one JSON line.
 const fs = require('fs');
-const net = require('net');
 const { spawn } = require('child_process');
 
 /**
@@ -39,16 +38,6 @@ function rssBytes(pid) {
 }
 
 /** A free TCP port on 127.0.0.1 (for servers that cannot listen on port 0 and report it). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Spawns `node script args` and resolves with {child, info} once it prints a JSON line on stdout
@@ -90,5 +79,7 @@ function machine() {
   const os = require('os');
   return { nproc: os.cpus().length, model, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version, kernel: os.release(), loadavg: os.loadavg().map((x) => +x.toFixed(2)) };
 }
+
+const { freePort } = require('../../scripts/servers');
 
 module.exports = { cpuMicros, rssBytes, freePort, spawnReady, stopChild, machine };

@@ -7,69 +7,26 @@ const os = require('os');
 const net = require('net');
 const path = require('path');
 const crypto = require('crypto');
-const { spawn } = require('child_process');
 const mqtt = require('mqtt');
 const { OtaRepository } = require('../../dist/core/repository');
 const { OtaGateway, RegistryDirectory } = require('../../dist/gateway');
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
+const servers = require('../../scripts/servers');
+
+const MOSQUITTO = process.env.MOSQUITTO || '/usr/sbin/mosquitto';
+const { freePort } = servers;
+const hasMosquitto = servers.haveMosquitto;
 
 function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-const { startAedes: embeddedBroker } = require('../../scripts/aedes');
-
 async function startAedes() {
-  return { ...(await embeddedBroker()), version: 4 };
+  return { ...(await servers.startAedes()), version: 4 };
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function hasMosquitto() {
-  return fs.existsSync(MOSQUITTO);
-}
-
-/** Our own mosquitto on a free loopback port; resolves once it accepts connections. */
-async function startMosquitto(extraConfig = []) {
-  const dir = tempDir('ota-gw-mosq-');
-  const port = await freePort();
-  const conf = path.join(dir, 'mosquitto.conf');
-  fs.writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', ...extraConfig, ''].join('\n'));
-  const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (i > 100) throw new Error(`mosquitto did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    version: 5,
-    async close() {
-      child.kill('SIGTERM');
-      await exited;
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+/** Our own mosquitto (MQTT 5) on a free loopback port; resolves once it accepts connections. */
+const startMosquitto = (extraConfig = []) => servers.startMosquitto({ extraConfig });
 
 function makeRepository() {
   const dir = tempDir('ota-gw-repo-');

@@ -57,7 +57,7 @@ async function until(what, cond, ms = 10000) {
   }
 }
 
-const { startAedes: embeddedBroker } = require('../../scripts/aedes');
+const { startAedes: embeddedBroker } = require('../../scripts/servers');
 
 // No TCP_NODELAY on the broker's side: only the client side of each connection is under test.
 const startAedes = () => embeddedBroker({ noDelay: false });

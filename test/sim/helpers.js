@@ -5,7 +5,7 @@ const http = require('http');
 const crypto = require('crypto');
 const mqtt = require('mqtt');
 
-const { startAedes } = require('../../scripts/aedes');
+const { startAedes } = require('../../scripts/servers');
 
 async function startBroker() {
   const b = await startAedes();
