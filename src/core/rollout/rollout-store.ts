@@ -111,7 +111,9 @@ export class RolloutStore {
 
   private assignRecord(device: string, dialect: DialectName, firmware: FirmwareRecord, previous: DeviceState | undefined): DeviceState {
     const at = this.stamp();
-    const alreadyThere = previous?.current?.version === firmware.version &&
+    // A version the device reported counts; one inferred from its presence at the gateway (Biotz,
+    // Sming: they report nothing) is no proof, so assigning again sends the notice again.
+    const alreadyThere = !previous?.inferred && previous?.current?.version === firmware.version &&
       (previous.current.title === undefined || previous.current.title === firmware.title);
     const state: DeviceState = {
       device,

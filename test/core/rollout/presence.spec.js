@@ -89,6 +89,20 @@ describe('rollout tracker: devices without progress reports, through gateway pre
     assert.strictEqual(events.at(-1).inferred, true);
   });
 
+  it('does not take an inferred version as proof: assigning the same firmware again sends the notice', async () => {
+    await assign(['b1']);
+    presence('b1', 'connect');
+    repo.emit('download', { device: 'b1', firmware: firmware.id, start: 0, end: firmware.size - 1, size: firmware.size, complete: true, aborted: false });
+    presence('b1', 'disconnect');
+    presence('b1', 'connect');
+    assert.deepStrictEqual([state('b1').state, state('b1').inferred], ['updated', true]);
+    await flow.settle(); // the clear of its own notice
+    const before = flow.published.length;
+    await assign(['b1']);
+    assert.strictEqual(state('b1').state, 'notified');
+    assert.deepStrictEqual(flow.published.slice(before).map((p) => p.empty), [false], 'the notice went out again');
+  });
+
   it('Sming: a device subscribed when the notice goes out gets it live: downloaded when it leaves, updated when back', async () => {
     presence('s1', 'connect');
     presence('s1', 'subscribe', ['a/demo/u/1.1']);
