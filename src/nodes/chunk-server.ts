@@ -1,3 +1,4 @@
+import { ErrorThrottle } from '../core/error-throttle';
 import { DialectName, OtaError } from '../core/types';
 import { DEFAULT_CACHE_BYTES, deliveryFor } from '../core/chunking';
 import { ChunkResult, ChunkService } from '../core/dialects/chunk-service';
@@ -38,6 +39,7 @@ export = function (RED: NodeAPI) {
       return;
     }
 
+    const throttle = new ErrorThrottle();
     let served = 0;
     let lastStatus = 0;
     node.status({ fill: 'grey', shape: 'ring', text: RED._('chunk-server.status.idle') });
@@ -52,7 +54,11 @@ export = function (RED: NodeAPI) {
       if (reply || progress) send([reply, progress]);
       if (result.error) {
         node.status({ fill: 'red', shape: 'dot', text: result.error.code });
-        done(result.error);
+        // The device got its error reply; the log and Catch nodes get one per device per window.
+        const { report, held } = throttle.admit(result.device ?? '', Date.now());
+        if (!report) done();
+        else if (held) done(new OtaError(result.error.code, `${result.error.message} (${held} more from this device held back in the last ${throttle.windowMs / 1000} s)`, result.error.field));
+        else done(result.error);
         return;
       }
       served += 1;

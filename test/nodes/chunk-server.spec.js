@@ -75,6 +75,22 @@ describe('chunk-server', function () {
     });
   }
 
+  it('answers every bad request of a flooding device, but reports it to the log and catch nodes once per 10 s', async function () {
+    const node = helper.getNode('chunks');
+    const reported = [];
+    node.on('call:error', (call) => reported.push(String(call.args[0])));
+    for (let i = 0; i < 20; i++) {
+      const [t] = await ask('ota/d1/v2/fw/request/1/chunk/x', '100', ['ota/d1/v2/fw/error']);
+      assert.strictEqual(t, 'ota/d1/v2/fw/error');
+    }
+    await ask('ota/ghost/v2/fw/request/1/chunk/0', '100', ['ota/ghost/v2/fw/error']);
+    assert.strictEqual(reported.length, 2, reported.join('\n'));
+    assert.match(reported[0], /d1/);
+    assert.match(reported[1], /unknown device ghost/, 'another device\'s error is still reported');
+    const [, good] = await ask('ota/d1/v2/fw/request/1/chunk/0', '100', ['ota/d1/v2/fw/response/1/chunk/0']);
+    assert.deepStrictEqual(good, bytes.subarray(0, 100));
+  });
+
   it('answers an unknown device and a device with no assignment with an error', async function () {
     const [, p] = await ask('ota/ghost/v2/fw/request/1/chunk/0', '100', ['ota/ghost/v2/fw/error']);
     assert.match(p.toString(), /unknown device ghost/);

@@ -14,6 +14,8 @@ export interface ChunkResult {
   replies: MqttOut[];
   progress?: ProgressEvent;
   error?: OtaError;
+  /** The device a bad request came from, when known. */
+  device?: string;
 }
 
 export interface ChunkServiceConfig {
@@ -55,7 +57,7 @@ export class ChunkService {
   private fail(dialect: Dialect, device: string | undefined, error: OtaError, options: DialectOptions): ChunkResult {
     const who = device ? `${dialect.name} device ${device}: ` : `${dialect.name}: `;
     const err = new OtaError(error.code, who + error.message, error.field);
-    return { handled: true, replies: dialect.errorReply?.(device, error.message, options) ?? [], error: err };
+    return { handled: true, replies: dialect.errorReply?.(device, error.message, options) ?? [], error: err, ...(device ? { device } : {}) };
   }
 
   private serve(dialect: Dialect, req: ChunkRequest, options: DialectOptions): ChunkResult | Promise<ChunkResult> {
