@@ -4,10 +4,13 @@
 // runs on any branch:
 //  - chunk-server: `mqtt in` -> chunk-server -> `mqtt out` in the Node-RED that has the package,
 //    ThingsBoard dialect, devices d0..dN registered and assigned the bench image beforehand;
+//  - chunk-server-direct: the same node with "Reply directly" on the same broker config node (it
+//    subscribes and publishes on that connection itself, no mqtt in or out);
 // (The 10,000-device gateway scenario is in fleet.js.)
 const { packageNodeTypes, brokerNode } = require('./flows');
 
 const PREFIX = 'pkg0/';
+const DIRECT_PREFIX = 'pkg1/';
 
 function hasChunkServer() {
   return packageNodeTypes().includes('chunk-server');
@@ -25,10 +28,17 @@ function flows({ brokers }) {
       maxChunkSize: 65536, cacheMB: 16, wires: [[`pkg-out-${i}`], []],
     });
     nodes.push({ id: `pkg-out-${i}`, z: 'tab', type: 'mqtt out', topic: '', qos: '', retain: '', broker, wires: [] });
+    nodes.push({
+      id: `pkg-direct-${i}`, z: 'tab', type: 'chunk-server', repository: 'repo', dialect: 'thingsboard', prefix: `${DIRECT_PREFIX}{device}/`,
+      maxChunkSize: 65536, cacheMB: 16, broker, wires: [[], []],
+    });
   });
   return {
     nodes,
-    targets: [{ name: 'chunk-server', request: `${PREFIX}{dev}/v2/fw/request/{rid}/chunk/{n}`, response: `${PREFIX}{dev}/v2/fw/response/{rid}/chunk/{n}` }],
+    targets: [
+      { name: 'chunk-server', request: `${PREFIX}{dev}/v2/fw/request/{rid}/chunk/{n}`, response: `${PREFIX}{dev}/v2/fw/response/{rid}/chunk/{n}` },
+      { name: 'chunk-server-direct', request: `${DIRECT_PREFIX}{dev}/v2/fw/request/{rid}/chunk/{n}`, response: `${DIRECT_PREFIX}{dev}/v2/fw/response/{rid}/chunk/{n}` },
+    ],
   };
 }
 

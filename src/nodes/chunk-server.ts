@@ -1,19 +1,25 @@
 import { ErrorThrottle } from '../core/error-throttle';
-import { DialectName, OtaError } from '../core/types';
+import { DialectName, MqttOut, OtaError, ProgressEvent } from '../core/types';
 import { DEFAULT_CACHE_BYTES, deliveryFor } from '../core/chunking';
 import { ChunkResult, ChunkService } from '../core/dialects/chunk-service';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
-import { NodeAPI, Node, NodeDef, NodeMessage, SendFn, DoneFn } from './red';
+import { NodeAPI, Node, NodeDef, NodeMessage, DoneFn, MqttBrokerNode } from './red';
 import { useRepository } from './repository-node';
 
 // chunk-server: ThingsBoard and Tago chunk requests in (from mqtt in), chunks out (to mqtt out) on
 // the first output, progress derived from the requests on the second. Images come from a cache
 // bounded in bytes, shared by every node of the repository.
+//
+// With a broker chosen the node also subscribes to the request topics itself and publishes each
+// chunk on that same connection: no message passes between nodes, which is what a device waiting
+// on one chunk at a time feels (Node-RED's two asynchronous hops cost about a quarter of the
+// round trip on loopback; see the README's Performance section).
 
 interface ChunkServerDef extends NodeDef, DeliverySettings {
   repository?: string;
   dialect?: string;
   cacheMB?: string | number;
+  broker?: string;
 }
 
 export = function (RED: NodeAPI) {
@@ -44,14 +50,13 @@ export = function (RED: NodeAPI) {
     let lastStatus = 0;
     node.status({ fill: 'grey', shape: 'ring', text: RED._('chunk-server.status.idle') });
 
-    function finish(result: ChunkResult, send: SendFn, done: DoneFn): void {
+    // One outcome, two ways out: `deliver` is the output wire or the broker connection.
+    function finish(result: ChunkResult, deliver: (replies: MqttOut[], progress?: ProgressEvent) => void, done: DoneFn): void {
       if (!result.handled) {
         done();
         return;
       }
-      const reply: NodeMessage | NodeMessage[] | null = result.replies.length === 1 ? { ...result.replies[0] } : result.replies.length ? result.replies.map((r) => ({ ...r })) : null;
-      const progress: NodeMessage | null = result.progress ? { topic: 'progress', payload: result.progress } : null;
-      if (reply || progress) send([reply, progress]);
+      if (result.replies.length || result.progress) deliver(result.replies, result.progress);
       if (result.error) {
         node.status({ fill: 'red', shape: 'dot', text: result.error.code });
         // The device got its error reply; the log and Catch nodes get one per device per window.
@@ -71,21 +76,58 @@ export = function (RED: NodeAPI) {
       done();
     }
 
+    function answer(topic: string, payload: unknown, device: string | undefined, deliver: (replies: MqttOut[], progress?: ProgressEvent) => void, done: DoneFn): void {
+      let result: ChunkResult | Promise<ChunkResult>;
+      try {
+        result = service.handle(topic, payload, device);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      if (result instanceof Promise) result.then((r) => finish(r, deliver, done), (err: Error) => done(err));
+      else finish(result, deliver, done);
+    }
+
+    const progressMsg = (progress: ProgressEvent | undefined): NodeMessage | null => (progress ? { topic: 'progress', payload: progress } : null);
+
     node.on('input', (msg, send, done) => {
       if (typeof msg.topic !== 'string') {
         done(new OtaError('bad_request', 'msg.topic must be the MQTT topic of the request (wire this node from mqtt in)'));
         return;
       }
-      let result: ChunkResult | Promise<ChunkResult>;
-      try {
-        result = service.handle(msg.topic, msg.payload, typeof msg.device === 'string' && msg.device ? msg.device : undefined);
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      if (result instanceof Promise) result.then((r) => finish(r, send, done), (err: Error) => done(err));
-      else finish(result, send, done);
+      const device = typeof msg.device === 'string' && msg.device ? msg.device : undefined;
+      answer(msg.topic, msg.payload, device, (replies, progress) => {
+        const reply: NodeMessage | NodeMessage[] | null = replies.length === 1 ? { ...replies[0] } : replies.length ? replies.map((r) => ({ ...r })) : null;
+        send([reply, progressMsg(progress)]);
+      }, done);
     });
+
+    const brokerId = typeof config.broker === 'string' ? config.broker : '';
+    const broker = brokerId ? (RED.nodes.getNode(brokerId) as MqttBrokerNode | null) : null;
+    if (brokerId && (!broker || typeof broker.subscribe !== 'function')) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.noBroker') });
+      node.error(RED._('chunk-server.errors.noBroker'));
+    }
+    if (broker && typeof broker.subscribe === 'function') {
+      const conn = broker;
+      const filters = service.filters();
+      conn.register(node);
+      for (const filter of filters) {
+        // QoS 1: a request the broker drops would leave the device waiting out its timeout.
+        conn.subscribe(filter, { qos: 1 }, (topic, payload) => {
+          answer(topic, payload, undefined, (replies, progress) => {
+            for (const r of replies) conn.publish({ topic: r.topic, payload: r.payload, qos: r.qos, retain: r.retain });
+            if (progress) node.send([null, progressMsg(progress)]);
+          }, (err) => {
+            if (err) node.error(err, { topic, payload });
+          });
+        }, node.id);
+      }
+      node.on('close', (removed, done) => {
+        for (const filter of filters) conn.unsubscribe(filter, node.id, removed);
+        conn.deregister(node, done, removed);
+      });
+    }
   }
 
   RED.nodes.registerType('chunk-server', ChunkServer);

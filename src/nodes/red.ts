@@ -34,6 +34,18 @@ export interface Node {
   debug(msg: unknown): void;
 }
 
+/**
+ * The methods of core's `mqtt-broker` config node that its own `mqtt in` and `mqtt out` call
+ * (10-mqtt.js): a node that registers as a user shares the connection and its settings.
+ */
+export interface MqttBrokerNode extends Node {
+  register(user: Node): void;
+  deregister(user: Node, done: () => void, autoDisconnect?: boolean): void;
+  subscribe(topic: string, options: { qos: 0 | 1 | 2 }, callback: (topic: string, payload: Buffer) => void, ref: string): void;
+  unsubscribe(topic: string, ref: string, removeClientSubscription?: boolean): void;
+  publish(msg: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2; retain: boolean }, done?: (err?: Error) => void): void;
+}
+
 export interface NodeDef {
   id: string;
   type: string;

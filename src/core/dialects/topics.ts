@@ -6,7 +6,18 @@ import type { DialectOptions, TopicTemplates } from './dialect';
 
 const PLACEHOLDER = /\{([A-Za-z]+)\}/g;
 const MAX_COMPILED = 256;
-const compiled = new Map<string, RegExp>();
+// Compiled regexes per template, exact and with any levels in front; filled templates as parts.
+// Keyed by the template itself: no key is built per message.
+const compiledExact = new Map<string, RegExp>();
+const compiledAnyPrefix = new Map<string, RegExp>();
+const fillParts = new Map<string, string[]>();
+
+/** Adds to a bounded cache: templates come from node settings, so a full cache means churn. */
+function remember<V>(cache: Map<string, V>, key: string, value: V): V {
+  if (cache.size >= MAX_COMPILED) cache.clear();
+  cache.set(key, value);
+  return value;
+}
 
 // Templates per (options, dialect), so that the chunk hot path does not rebuild them per request.
 // Options objects are built once per node and never mutated.
@@ -60,8 +71,8 @@ function escape(text: string): string {
  * namespace configured still reads `{ns}/{device}/v1/devices/me/...` (the gateway's form).
  */
 export function compile(template: string, anyPrefix = false): RegExp {
-  const key = (anyPrefix ? '*' : '=') + template;
-  let re = compiled.get(key);
+  const cache = anyPrefix ? compiledAnyPrefix : compiledExact;
+  const re = cache.get(template);
   if (re) return re;
   let source = anyPrefix ? '^(?:(?:[^/]+/)*?(?<ns>[^/#+]+)/)?' : '^';
   let last = 0;
@@ -75,10 +86,7 @@ export function compile(template: string, anyPrefix = false): RegExp {
     last = (m.index ?? 0) + m[0].length;
   }
   source += escape(template.slice(last)) + '$';
-  re = new RegExp(source);
-  if (compiled.size >= MAX_COMPILED) compiled.clear();
-  compiled.set(key, re);
-  return re;
+  return remember(cache, template, new RegExp(source));
 }
 
 /**
@@ -90,9 +98,9 @@ export function match(template: string, topic: string, options?: DialectOptions)
   const m = compile(template, !options?.prefix).exec(topic);
   if (!m) return undefined;
   const groups: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m.groups ?? {})) if (v !== undefined) groups[k] = v;
-  if (groups.device === undefined && groups.ns !== undefined) groups.device = groups.ns;
-  delete groups.ns;
+  const found = m.groups;
+  if (found) for (const k in found) if (k !== 'ns' && found[k] !== undefined) groups[k] = found[k];
+  if (groups.device === undefined && found?.ns !== undefined) groups.device = found.ns;
   return groups;
 }
 
@@ -106,13 +114,18 @@ export function filterOf(template: string): string {
 
 /** Fills a template; a placeholder with no value is an error naming what is missing. */
 export function fill(template: string, vars: Record<string, string | number | undefined>, what: string): string {
-  return template.replace(PLACEHOLDER, (_all, name: string) => {
+  // parts alternate text and placeholder name: [text, name, text, ..., text].
+  const parts = fillParts.get(template) ?? remember(fillParts, template, template.split(PLACEHOLDER));
+  let out = parts[0];
+  for (let i = 1; i < parts.length; i += 2) {
+    const name = parts[i];
     const value = vars[name];
     if (value === undefined || value === '') {
       throw new OtaError('missing_attribute', `${what}: the topic ${template} needs {${name}}; give the device the attribute "${name}" or set it on the node`, name);
     }
-    return String(value);
-  });
+    out += String(value) + parts[i + 1];
+  }
+  return out;
 }
 
 /** The values a device's topics may use: its id, its attributes (or the node's), the firmware's major.minor. */
