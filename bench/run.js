@@ -27,6 +27,7 @@ const { median, sig } = require('./lib/stats');
 const { handBuiltFlow } = require('./lib/flows');
 const extraTargets = require('./lib/targets');
 const fleet = require('./lib/fleet');
+const { startNginx } = require('./lib/nginx');
 
 const MIB = 1048576;
 const IMAGE_SIZE = 1 * MIB;
@@ -263,7 +264,7 @@ async function main() {
 
     for (const s of scenarios) {
       if (s.kind === 'mqtt') emit(await runMqtt(s, brokers[s.broker], targets, opts, log));
-      else if (s.kind === 'http') emit(await runHttp(s, http, opts, log, stops));
+      else if (s.kind === 'http') emit(await runHttp(s, http, opts, log, stops, tmp));
       else if (s.kind === 'fleet') emit(await runFleet(s, { tmp, log, imageFile }));
     }
   } finally {
@@ -309,18 +310,25 @@ async function prepareRepository(userDir, { http, chunkImage, devices }) {
   return { repo, record, file: repo.firmware.blobPath(record), size: record.size, red: null };
 }
 
-async function runHttp(s, http, opts, log, stops) {
+async function runHttp(s, http, opts, log, stops, tmp) {
   if (!http.plain) {
     const { child, info } = await spawnReady(path.join(__dirname, 'lib', 'plain-http.js'), [http.file]);
     stops.push(() => stopChild(child));
     http.plain = { pid: child.pid, url: `http://127.0.0.1:${info.port}/image.bin` };
+  }
+  if (http.nginx === undefined) {
+    // null when nginx is not installed: the table then compares with the plain server only.
+    http.nginx = await startNginx(http.file, path.join(tmp, 'nginx'));
+    if (http.nginx) stops.push(http.nginx.stop);
+    log(http.nginx ? `nginx pid ${http.nginx.pid} on ${http.nginx.url}` : 'nginx not installed: not compared');
   }
   const routeUrls = Array.from({ length: s.connections }, (_, i) => `${http.red.url}${http.repo.downloadUrl(http.record, `bench-${i}`)}`);
   const targets = [
     { name: 'plain', pid: http.plain.pid, urls: [http.plain.url] },
     { name: 'route', pid: http.red.child.pid, urls: routeUrls },
   ];
-  const runs = { plain: [], route: [] };
+  if (http.nginx) targets.push({ name: 'nginx', pid: http.nginx.pid, urls: [http.nginx.url] });
+  const runs = Object.fromEntries(targets.map((t) => [t.name, []]));
   // Background work in Node-RED (left over from earlier scenarios) would count as download cost.
   const idle0 = cpuMicros(http.red.child.pid);
   await new Promise((r) => setTimeout(r, 1000));

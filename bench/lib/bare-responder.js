@@ -3,13 +3,13 @@
 // chunk requests ({prefix}{device}/v2/fw/request/{id}/chunk/{n}, payload = chunk size as text)
 // with the raw bytes on {prefix}{device}/v2/fw/response/{id}/chunk/{n}, at the request's QoS.
 // One connection per broker. Usage: node bare-responder.js <image file> <prefix> <broker url>...
+// `serve` is also loaded into Node-RED by the `bare-in-red` target (targets.js), to tell the cost
+// of the process apart from the cost of its flows.
 const fs = require('fs');
 const mqtt = require('mqtt');
 
-const [imageFile, prefix, ...urls] = process.argv.slice(2);
-const image = fs.readFileSync(imageFile);
-
-function serve(url) {
+/** Connects to `url` and answers requests under `prefix` from `image`; resolves with the client. */
+function serve(url, prefix, image) {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, { clientId: `bench-bare-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, reconnectPeriod: 1000, keepalive: 60 });
     client.on('connect', () => {
@@ -26,16 +26,22 @@ function serve(url) {
   });
 }
 
-Promise.all(urls.map(serve)).then((clients) => {
-  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
-  const stop = () => {
-    let left = clients.length;
-    for (const c of clients) c.end(false, () => { if (--left === 0) process.exit(0); });
-    setTimeout(() => process.exit(0), 2000).unref();
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-}, (err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  const [imageFile, prefix, ...urls] = process.argv.slice(2);
+  const image = fs.readFileSync(imageFile);
+  Promise.all(urls.map((url) => serve(url, prefix, image))).then((clients) => {
+    process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+    const stop = () => {
+      let left = clients.length;
+      for (const c of clients) c.end(false, () => { if (--left === 0) process.exit(0); });
+      setTimeout(() => process.exit(0), 2000).unref();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  }, (err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
+
+module.exports = { serve };

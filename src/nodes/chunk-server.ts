@@ -5,6 +5,7 @@ import { ChunkResult, ChunkService } from '../core/dialects/chunk-service';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
 import { NodeAPI, Node, NodeDef, NodeMessage, DoneFn, MqttBrokerNode } from './red';
 import { useRepository } from './repository-node';
+import { linkToBroker } from './broker-link';
 
 // chunk-server: ThingsBoard and Tago chunk requests in (from mqtt in), chunks out (to mqtt out) on
 // the first output, progress derived from the requests on the second. Images come from a cache
@@ -48,6 +49,28 @@ export = function (RED: NodeAPI) {
     const throttle = new ErrorThrottle();
     let served = 0;
     let lastStatus = 0;
+    let statusTimer: NodeJS.Timeout | undefined;
+
+    // A status per chunk would flood the editor: at most one a second, and one after the last
+    // chunk of a burst so that the count shown is the final one.
+    function showServed(): void {
+      if (statusTimer) return; // an update is already due
+      const wait = lastStatus + 1000 - Date.now();
+      if (wait > 0) {
+        statusTimer = setTimeout(() => {
+          statusTimer = undefined;
+          lastStatus = 0;
+          showServed();
+        }, wait);
+        return;
+      }
+      lastStatus = Date.now();
+      node.status({ fill: 'green', shape: 'dot', text: RED._('chunk-server.status.served', { count: served }) });
+    }
+    node.on('close', (_removed, done) => {
+      clearTimeout(statusTimer);
+      done();
+    });
     node.status({ fill: 'grey', shape: 'ring', text: RED._('chunk-server.status.idle') });
 
     // One outcome, two ways out: `deliver` is the output wire or the broker connection.
@@ -67,12 +90,7 @@ export = function (RED: NodeAPI) {
         return;
       }
       served += 1;
-      // A status per chunk would flood the editor: at most one update a second.
-      const now = Date.now();
-      if (now - lastStatus >= 1000 || result.progress?.state === 'downloaded') {
-        lastStatus = now;
-        node.status({ fill: 'green', shape: 'dot', text: RED._('chunk-server.status.served', { count: served }) });
-      }
+      showServed();
       done();
     }
 
@@ -109,24 +127,17 @@ export = function (RED: NodeAPI) {
       node.error(RED._('chunk-server.errors.noBroker'));
     }
     if (broker && typeof broker.subscribe === 'function') {
-      const conn = broker;
-      const filters = service.filters();
-      conn.register(node);
-      for (const filter of filters) {
-        // QoS 1: a request the broker drops would leave the device waiting out its timeout.
-        conn.subscribe(filter, { qos: 1 }, (topic, payload) => {
-          answer(topic, payload, undefined, (replies, progress) => {
-            for (const r of replies) conn.publish({ topic: r.topic, payload: r.payload, qos: r.qos, retain: r.retain });
-            if (progress) node.send([null, progressMsg(progress)]);
-          }, (err) => {
-            if (err) node.error(err, { topic, payload });
-          });
-        }, node.id);
-      }
-      node.on('close', (removed, done) => {
-        for (const filter of filters) conn.unsubscribe(filter, node.id, removed);
-        conn.deregister(node, done, removed);
+      const link = linkToBroker(RED, node, broker, service.filters(), (topic, payload) => {
+        answer(topic, payload, undefined, (replies, progress) => {
+          for (const r of replies) link.publish(r.topic, r.payload, r.qos, r.retain);
+          // mqtt.js writes the chunk when this tick ends (it corks the socket until then): the
+          // progress message, which costs a pass through Node-RED's send, can wait until after.
+          if (progress) queueMicrotask(() => node.send([null, progressMsg(progress)]));
+        }, (err) => {
+          if (err) node.error(err, { topic, payload });
+        });
       });
+      node.on('close', (removed, done) => link.close(removed, done));
     }
   }
 

@@ -36,14 +36,12 @@ export interface Node {
 
 /**
  * The methods of core's `mqtt-broker` config node that its own `mqtt in` and `mqtt out` call
- * (10-mqtt.js): a node that registers as a user shares the connection and its settings.
+ * (10-mqtt.js): a node registered as a user keeps the connection open and shows its state.
  */
 export interface MqttBrokerNode extends Node {
   register(user: Node): void;
   deregister(user: Node, done: () => void, autoDisconnect?: boolean): void;
   subscribe(topic: string, options: { qos: 0 | 1 | 2 }, callback: (topic: string, payload: Buffer) => void, ref: string): void;
-  unsubscribe(topic: string, ref: string, removeClientSubscription?: boolean): void;
-  publish(msg: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2; retain: boolean }, done?: (err?: Error) => void): void;
 }
 
 export interface NodeDef {

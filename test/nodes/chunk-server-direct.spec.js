@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('assert');
-const { image, environment, helper, NODES } = require('../fixtures/setup');
+const { image, environment, receive, helper, NODES } = require('../fixtures/setup');
 const { deliveryFlow } = require('../fixtures/flows');
 const devices = require('../fixtures/devices');
 
@@ -14,7 +14,7 @@ describe('chunk-server replying directly on a broker', function () {
   afterEach(env.unload);
 
   const FILTER = 'ota/+/v2/fw/request/+/chunk/+';
-  const settings = { dialect: 'thingsboard', chunk: { prefix: 'ota/{device}/', broker: 'broker' }, waitFor: [FILTER] };
+  const settings = { dialect: 'thingsboard', assign: { prefix: 'ota/{device}/' }, chunk: { prefix: 'ota/{device}/', broker: 'broker' }, waitFor: [FILTER] };
   let repo;
   let fw;
   let bytes;
@@ -58,6 +58,16 @@ describe('chunk-server replying directly on a broker', function () {
     assert.deepStrictEqual(progress.map((p) => [p.device, p.state, p.percent]).at(-1), ['d1', 'downloaded', 100]);
   });
 
+  it('updates a ThingsBoard device end to end: notice from ota-assign, every chunk from the broker connection', async function () {
+    const other = (await repo.firmware.store({ image: image(7000, 'b'), title: 'app', version: '6.0.0' })).record;
+    await repo.devices.register({ id: 'dev-b', dialect: 'thingsboard' });
+    const run = devices.thingsboard({ url: env.broker.url, prefix: 'ota/dev-b/', clientId: 'b', chunkSize: 512 });
+    await env.broker.waitForSubscriptions(['ota/dev-b/v1/devices/me/attributes']);
+    assert.strictEqual(await receive(helper.getNode('assign'), { firmware: other.id, devices: 'dev-b' }), undefined);
+    const { image: got } = await run;
+    assert.strictEqual(devices.sha256(got), other.checksums.sha256);
+  });
+
   it('answers a bad request with an error to the device and to catch nodes with the request topic and payload', async function () {
     const node = helper.getNode('chunks');
     const reported = new Promise((resolve) => node.once('call:error', (call) => resolve(call.args)));
@@ -79,14 +89,50 @@ describe('chunk-server replying directly on a broker', function () {
     assert.deepStrictEqual(msg.payload, bytes.subarray(2000, 3000));
   });
 
+  it('serves again after the broker drops every connection and Node-RED reconnects', async function () {
+    await env.unload();
+    helper.settings({ mqttReconnectTime: 100 });
+    try {
+      await env.load(settings);
+      repo = helper.getNode('repo').repo;
+      fw = (await repo.firmware.store({ image: bytes, title: 'app', version: '5.0.0' })).record;
+      await repo.devices.register({ id: 'd1', dialect: 'thingsboard' });
+      repo.rollout.assign('d1', 'thingsboard', fw);
+      await ask('ota/d1/v2/fw/request/1/chunk/0', '100', 'ota/d1/v2/fw/response/1/chunk/0');
+      env.broker.subscribed.clear();
+      env.broker.dropAll();
+      await env.broker.waitForSubscriptions([FILTER]); // Node-RED's client is back and subscribed again
+      client = await devices.connect(env.broker.url, 'raw');
+      received = [];
+      client.on('message', (topic, payload) => received.push([topic, payload]));
+      await client.subscribeAsync(['ota/d1/v2/fw/response/#'], { qos: 1 });
+      const again = await ask('ota/d1/v2/fw/request/1/chunk/1', '100', 'ota/d1/v2/fw/response/1/chunk/1');
+      assert.deepStrictEqual(again, bytes.subarray(100, 200));
+    } finally {
+      helper.settings({});
+    }
+  });
+
+  it('follows the broker node to its new client after a disconnect and connect (an mqtt in "connect" action)', async function () {
+    const conn = helper.getNode('broker');
+    const before = conn.client;
+    await new Promise((resolve) => conn.disconnect(resolve));
+    env.broker.subscribed.clear();
+    conn.connect();
+    await env.broker.waitForSubscriptions([FILTER]);
+    assert.notStrictEqual(conn.client, before, 'core made a new client');
+    const chunk = await ask('ota/d1/v2/fw/request/3/chunk/2', '100', 'ota/d1/v2/fw/response/3/chunk/2');
+    assert.deepStrictEqual(chunk, bytes.subarray(200, 300));
+  });
+
   it('gives up its subscription when redeployed without a broker, while the connection serves the rest', async function () {
     const unsubscribed = [];
     const onUnsub = (topics) => unsubscribed.push(...topics);
     env.broker.aedes.on('unsubscribe', onUnsub);
     try {
-      const flow = deliveryFlow({ dir: repo.dir, port: env.broker.port, dialect: 'thingsboard', chunk: { prefix: 'ota/{device}/', broker: '' } });
-      // A chunk-server with no broker and no mqtt in would not exist in the fixture: keep it.
-      flow.push({ id: 'chunks', type: 'chunk-server', repository: 'repo', dialect: 'thingsboard', prefix: 'ota/{device}/', maxChunkSize: 65536, wires: [['out'], []] });
+      // The user opens the node, sets "Reply directly" back to none and deploys the modified node.
+      const flow = deliveryFlow({ dir: repo.dir, port: env.broker.port, ...settings });
+      flow.find((n) => n.id === 'chunks').broker = '';
       await helper.setFlows(flow, 'nodes', { repo: { secret: 'a-test-secret-of-at-least-32-characters!' } });
       while (!unsubscribed.includes(FILTER)) await new Promise((r) => setTimeout(r, 5));
       assert.ok(env.broker.clients() >= 2, 'the broker connection stays up for ota-assign and mqtt out');
