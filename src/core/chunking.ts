@@ -33,6 +33,8 @@ export class ImageCache {
   private readonly images = new Map<string, Buffer>();
   private readonly loading = new Map<string, Promise<Buffer>>();
   private bytes = 0;
+  /** The most recently used key: touching it again changes nothing (the common case, per chunk). */
+  private newest: string | undefined;
 
   constructor(
     private readonly load: Loader,
@@ -51,9 +53,10 @@ export class ImageCache {
   peek(record: FirmwareRecord): Buffer | undefined {
     const key = record.checksums.sha256;
     const image = this.images.get(key);
-    if (image) {
+    if (image && key !== this.newest) {
       this.images.delete(key);
       this.images.set(key, image);
+      this.newest = key;
     }
     return image;
   }
@@ -87,6 +90,7 @@ export class ImageCache {
 
   private insert(key: string, image: Buffer): void {
     this.images.set(key, image);
+    this.newest = key;
     this.bytes += image.length;
     // Evict least recently used; an image larger than the bound stays alone rather than being
     // read from disk for every chunk.
@@ -100,6 +104,7 @@ export class ImageCache {
   /** Drops an image (deleted firmware). */
   drop(sha256: string): void {
     const image = this.images.get(sha256);
+    if (sha256 === this.newest) this.newest = undefined;
     if (image) {
       this.images.delete(sha256);
       this.bytes -= image.length;
@@ -109,6 +114,7 @@ export class ImageCache {
   clear(): void {
     this.images.clear();
     this.bytes = 0;
+    this.newest = undefined;
   }
 }
 
@@ -127,6 +133,8 @@ export interface Session {
  */
 export class RequestState {
   private readonly sessions = new Map<string, Session>();
+  /** The device touched last: a device fetching chunks in a row costs no reordering. */
+  private newest: string | undefined;
 
   constructor(public maxSessions = DEFAULT_MAX_SESSIONS) {}
 
@@ -137,8 +145,11 @@ export class RequestState {
   get(device: string, requestId: string): Session | undefined {
     const s = this.sessions.get(device);
     if (!s || s.requestId !== requestId) return undefined;
-    this.sessions.delete(device);
-    this.sessions.set(device, s);
+    if (device !== this.newest) {
+      this.sessions.delete(device);
+      this.sessions.set(device, s);
+      this.newest = device;
+    }
     return s;
   }
 
@@ -146,6 +157,7 @@ export class RequestState {
     const s: Session = { requestId, firmwareId };
     this.sessions.delete(device);
     this.sessions.set(device, s);
+    this.newest = device;
     while (this.sessions.size > this.maxSessions) {
       const oldest = this.sessions.keys().next().value as string;
       this.sessions.delete(oldest);
@@ -155,6 +167,7 @@ export class RequestState {
 
   end(device: string): void {
     this.sessions.delete(device);
+    if (device === this.newest) this.newest = undefined;
   }
 }
 

@@ -14,3 +14,21 @@ export function matches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * One regular expression that tests a topic against several filters, with the meaning of
+ * `matches` (for a per-message check: no split per filter and topic).
+ */
+export function filterRegExp(filters: string[]): RegExp {
+  const alternatives = filters.map((filter) => {
+    const levels = filter.split('/');
+    let source = levels[0] === '+' || levels[0] === '#' ? '(?!\\$)' : '';
+    levels.forEach((level, i) => {
+      const sep = i === 0 ? '' : '/';
+      if (level === '#') source += i === 0 ? '.*' : `(?:/.*)?`;
+      else source += sep + (level === '+' ? '[^/]*' : level.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    });
+    return source;
+  });
+  return new RegExp(`^(?:${alternatives.join('|')})$`);
+}

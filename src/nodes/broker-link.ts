@@ -1,4 +1,4 @@
-import { matches } from '../core/topic-filter';
+import { filterRegExp } from '../core/topic-filter';
 import type { MqttBrokerNode, Node, NodeAPI } from './red';
 
 // A node's own subscription on the connection of a core `mqtt-broker` config node, for a node
@@ -43,9 +43,10 @@ type BrokerNode = MqttBrokerNode & { client?: MqttClientLike | null };
 export function linkToBroker(RED: NodeAPI, node: Node, broker: MqttBrokerNode, filters: string[], onMessage: (topic: string, payload: Buffer) => void): BrokerLink {
   const conn = broker as BrokerNode;
   let client: MqttClientLike | null = null;
+  const ours = filterRegExp(filters);
   const handler = (topic: string, payload: Buffer): void => {
     // The client carries every subscription of the broker node (mqtt in nodes too).
-    if (filters.some((f) => matches(f, topic))) onMessage(topic, payload);
+    if (ours.test(topic)) onMessage(topic, payload);
   };
   // QoS 1: a request the broker drops would leave the device waiting out its timeout. Again on
   // every connect: a clean session forgets subscriptions.
