@@ -8,8 +8,8 @@ const PLACEHOLDER = /\{([A-Za-z]+)\}/g;
 const MAX_COMPILED = 256;
 // Compiled regexes per template, exact and with any levels in front; filled templates as parts.
 // Keyed by the template itself: no key is built per message.
-const compiledExact = new Map<string, RegExp>();
-const compiledAnyPrefix = new Map<string, RegExp>();
+const compiledExact = new Map<string, CompiledTemplate>();
+const compiledAnyPrefix = new Map<string, CompiledTemplate>();
 const fillParts = new Map<string, string[]>();
 
 /** Adds to a bounded cache: templates come from node settings, so a full cache means churn. */
@@ -65,28 +65,40 @@ function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** A template's regex, with the placeholder name of each capture group in order. */
+export interface CompiledTemplate {
+  re: RegExp;
+  names: string[];
+}
+
 /**
  * A regex for a template; each placeholder matches one topic level (or part of one, never a '/').
  * `anyPrefix` also accepts whole levels in front, the last of them captured as `ns`: a node with no
  * namespace configured still reads `{ns}/{device}/v1/devices/me/...` (the gateway's form).
+ * Plain numbered groups, not named ones: reading named groups costs several times more per
+ * message, and chunk requests are parsed thousands of times a second.
  */
-export function compile(template: string, anyPrefix = false): RegExp {
+export function compile(template: string, anyPrefix = false): CompiledTemplate {
   const cache = anyPrefix ? compiledAnyPrefix : compiledExact;
-  const re = cache.get(template);
-  if (re) return re;
-  let source = anyPrefix ? '^(?:(?:[^/]+/)*?(?<ns>[^/#+]+)/)?' : '^';
+  const hit = cache.get(template);
+  if (hit) return hit;
+  let source = anyPrefix ? '^(?:(?:[^/]+/)*?([^/#+]+)/)?' : '^';
+  const names = anyPrefix ? ['ns'] : [];
   let last = 0;
-  const seen = new Set<string>();
   for (const m of template.matchAll(PLACEHOLDER)) {
     source += escape(template.slice(last, m.index));
     const name = m[1];
     // A placeholder used twice must match the same text both times.
-    source += seen.has(name) ? `\\k<${name}>` : `(?<${name}>[^/#+]+)`;
-    seen.add(name);
+    const first = names.indexOf(name);
+    if (first >= 0) source += `\\${first + 1}`;
+    else {
+      source += '([^/#+]+)';
+      names.push(name);
+    }
     last = (m.index ?? 0) + m[0].length;
   }
   source += escape(template.slice(last)) + '$';
-  return remember(cache, template, new RegExp(source));
+  return remember(cache, template, { re: new RegExp(source), names });
 }
 
 /**
@@ -95,12 +107,18 @@ export function compile(template: string, anyPrefix = false): RegExp {
  * taken as the device (the gateway's `{ns}/{device}/` form) unless the template names the device.
  */
 export function match(template: string, topic: string, options?: DialectOptions): Record<string, string> | undefined {
-  const m = compile(template, !options?.prefix).exec(topic);
+  const { re, names } = compile(template, !options?.prefix);
+  const m = re.exec(topic);
   if (!m) return undefined;
   const groups: Record<string, string> = {};
-  const found = m.groups;
-  if (found) for (const k in found) if (k !== 'ns' && found[k] !== undefined) groups[k] = found[k];
-  if (groups.device === undefined && found?.ns !== undefined) groups.device = found.ns;
+  let ns: string | undefined;
+  for (let i = 0; i < names.length; i++) {
+    const value = m[i + 1];
+    if (value === undefined) continue;
+    if (names[i] === 'ns') ns = value;
+    else groups[names[i]] = value;
+  }
+  if (groups.device === undefined && ns !== undefined) groups.device = ns;
   return groups;
 }
 
