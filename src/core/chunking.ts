@@ -118,13 +118,18 @@ export class ImageCache {
   }
 }
 
+/** What was last reported of a download: the percent, when, and whether the last chunk went out. */
+export interface ProgressMemory {
+  lastPercent?: number;
+  lastAt?: number;
+  done?: boolean;
+}
+
 /** A ThingsBoard download in progress: which firmware its requestId pinned, and the last chunk size. */
-export interface Session {
+export interface Session extends ProgressMemory {
   requestId: string;
   firmwareId: string;
   lastSize?: number;
-  lastPercent?: number;
-  done?: boolean;
 }
 
 /**

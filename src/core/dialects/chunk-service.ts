@@ -1,6 +1,6 @@
 import type { OtaRepository } from '../repository';
 import { DialectName, FirmwareRecord, MqttOut, OtaError, ProgressEvent } from '../types';
-import { Delivery, Session, chunkCount, chunkOf, percentAfter } from '../chunking';
+import { Delivery, ProgressMemory, Session, chunkCount, chunkOf, percentAfter } from '../chunking';
 import type { ChunkRequest, Dialect, DialectOptions } from './dialect';
 import { dialectFor } from './index';
 import { tagoChunkSize } from './tago';
@@ -24,6 +24,14 @@ export interface ChunkServiceConfig {
 }
 
 const IGNORED: ChunkResult = { handled: false, replies: [] };
+
+/**
+ * Progress from chunk requests, per device: an event when the percent moves on, at most one per
+ * this interval, and always the first and the last chunk. Every percent step of a fast download
+ * would be a Node-RED message per few chunks (measured: a tenth of a one-device round trip on
+ * loopback); four a second is more than any dashboard shows.
+ */
+export const PROGRESS_INTERVAL_MS = 250;
 
 export class ChunkService {
   private readonly dialects: Dialect[];
@@ -118,21 +126,26 @@ export class ChunkService {
     if (bytes.length > 0) {
       const last = req.index >= chunkCount(image.length, size) - 1;
       const percent = last ? 100 : percentAfter(image.length, req.index, size);
-      // One event per percent step, not per chunk: progress tracking needs no more.
       const key = session ?? this.tagoSession(req.device);
-      if (req.index === 0 && !session) delete key.done;
-      if (key.lastPercent !== percent || (last && !key.done)) {
+      if (req.index === 0 && !session) {
+        delete key.done;
+        delete key.lastAt;
+      }
+      const now = Date.now();
+      const due = key.lastAt === undefined || now - key.lastAt >= PROGRESS_INTERVAL_MS;
+      if ((key.lastPercent !== percent && due) || (last && !key.done)) {
         key.lastPercent = percent;
+        key.lastAt = now;
         if (last) key.done = true;
-        result.progress = { device: req.device, dialect: dialect.name, state: last ? 'downloaded' : 'downloading', percent, at: new Date().toISOString() };
+        result.progress = { device: req.device, dialect: dialect.name, state: last ? 'downloaded' : 'downloading', percent, at: new Date(now).toISOString() };
       }
     }
     return result;
   }
 
   // Tago has no requestId; its per-device progress memory lives beside the ThingsBoard sessions.
-  private readonly tagoProgress = new Map<string, { lastPercent?: number; done?: boolean }>();
-  private tagoSession(device: string): { lastPercent?: number; done?: boolean } {
+  private readonly tagoProgress = new Map<string, ProgressMemory>();
+  private tagoSession(device: string): ProgressMemory {
     let s = this.tagoProgress.get(device);
     if (!s) {
       if (this.tagoProgress.size >= 10000) this.tagoProgress.clear();
