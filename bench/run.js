@@ -13,7 +13,8 @@
 //   flow-stock  stock Node-RED 4, hand-built `mqtt in` -> function -> `mqtt out` (package absent)
 //   flow+repo   the same flow in Node-RED with this package and an ota-repository config node
 //               (which turns TCP_NODELAY on for Node-RED's broker connections)
-//   + any target contributed by bench/lib/targets.js (the package's chunk-server once it exists)
+//   + the targets of bench/lib/targets.js: chunk-server (wired), chunk-server-direct (Reply
+//     directly) and bare-in-red (the bare responder's code inside that Node-RED)
 // Every loop is bounded in count and time; everything listens on 127.0.0.1 and stops by itself.
 const fs = require('fs');
 const os = require('os');

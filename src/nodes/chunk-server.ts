@@ -13,8 +13,8 @@ import { linkToBroker } from './broker-link';
 //
 // With a broker chosen the node also subscribes to the request topics itself and publishes each
 // chunk on that same connection: no message passes between nodes, which is what a device waiting
-// on one chunk at a time feels (Node-RED's two asynchronous hops cost about a quarter of the
-// round trip on loopback; see the README's Performance section).
+// on one chunk at a time feels (Node-RED's two asynchronous hops add about 15 % to the round
+// trip on loopback; see the README's Performance section).
 
 interface ChunkServerDef extends NodeDef, DeliverySettings {
   repository?: string;
