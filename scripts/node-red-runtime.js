@@ -57,13 +57,17 @@ async function startNodeRed({ userDir, flows, port = 0, settings = {}, link = tr
   });
   const logs = [];
   let url = null;
+  let flowsStarted = false;
   const started = new Promise((resolve, reject) => {
+    // Ready once the HTTP server listens and the flows have started, in whichever order Node-RED
+    // logs them (a flow with nothing to connect starts before the server line).
     const onLine = (line) => {
       logs.push(line);
       if (onLog) onLog(line);
       const m = /Server now running at (http:\/\/[^\s]+?)\/?$/.exec(line);
-      if (m) url = m[1].replace('127.0.0.1', '127.0.0.1');
-      if (/Started flows/.test(line) && url) resolve();
+      if (m) url = m[1];
+      if (/Started flows/.test(line)) flowsStarted = true;
+      if (flowsStarted && url) resolve();
     };
     let buffer = '';
     const feed = (data) => {
