@@ -180,8 +180,6 @@ export class RequestState {
 export interface Delivery {
   cache: ImageCache;
   requests: RequestState;
-  /** Tago chunk size per device, as the manifest announced it (ota-assign writes, chunk-server reads). */
-  tagoChunkSize: Map<string, number>;
   /** Set once a chunk-server has configured the cache bound (later ones may only raise it). */
   cacheBoundSet?: boolean;
 }
@@ -192,7 +190,7 @@ const deliveries = new WeakMap<object, Delivery>();
 export function deliveryFor(owner: object, loader: Loader): Delivery {
   let d = deliveries.get(owner);
   if (!d) {
-    d = { cache: new ImageCache(loader), requests: new RequestState(), tagoChunkSize: new Map() };
+    d = { cache: new ImageCache(loader), requests: new RequestState() };
     deliveries.set(owner, d);
   }
   return d;

@@ -1,6 +1,7 @@
 'use strict';
 const assert = require('assert');
-const { image, environment, receive, helper } = require('../fixtures/setup');
+const { image, environment, receive, helper, NODES } = require('../fixtures/setup');
+const { deliveryFlow } = require('../fixtures/flows');
 const devices = require('../fixtures/devices');
 
 describe('delivery: tago', function () {
@@ -32,5 +33,32 @@ describe('delivery: tago', function () {
     await env.broker.waitForSubscriptions(['ota/ta/tago/data/post']);
     assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw.id, devices: 'ta' }), undefined);
     assert.strictEqual(devices.sha256((await run).image), fw.checksums.sha256);
+  });
+
+  it('keeps the chunk size a manifest announced across a restart of Node-RED', async function () {
+    const opts = { dialect: 'tago', chunkFilters: ['ota/+/tago/data/post'], assign: { prefix: 'ota/{device}/', tagoChunkSize: 1000 }, chunk: { prefix: 'ota/{device}/' } };
+    const repo = await env.load(opts);
+    const bytes = image(4500);
+    const fw = (await repo.firmware.store({ image: bytes, title: 'app', version: '1.0.3' })).record;
+    await repo.devices.register({ id: 'ta', dialect: 'tago' });
+    assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw.id, devices: 'ta' }), undefined);
+    // Node-RED stops and starts again on the same storage; chunk-server's own setting is 4096.
+    await helper.unload();
+    env.broker.subscribed.clear();
+    await helper.load(NODES, deliveryFlow({ dir: repo.dir, port: env.broker.port, ...opts }), { repo: { secret: 'a-test-secret-of-at-least-32-characters!' } });
+    await env.broker.waitForSubscriptions(opts.chunkFilters);
+    const device = await devices.connect(env.broker.url, 'ta-after-restart');
+    try {
+      await device.subscribeAsync('ota/ta/tago/data/post');
+      const block = new Promise((resolve) => device.on('message', (_t, p) => {
+        const msg = JSON.parse(p.toString());
+        if (msg.variable === 'firmware_block') resolve(msg);
+      }));
+      await device.publishAsync('ota/ta/tago/data/post', JSON.stringify({ variable: 'firmware_request', value: 1 }));
+      const got = await block;
+      assert.deepStrictEqual(Buffer.from(got.metadata.data, 'base64'), bytes.subarray(1000, 2000));
+    } finally {
+      await device.endAsync();
+    }
   });
 });

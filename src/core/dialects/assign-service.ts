@@ -213,7 +213,6 @@ export class AssignService {
     for (const device of devices) {
       if (this.repo.rollout.get(device.id)?.firmware) this.repo.rollout.unassign(device.id);
       this.delivery.requests.end(device.id);
-      this.delivery.tagoChunkSize.delete(device.id);
     }
     return result;
   }
@@ -295,7 +294,7 @@ export class AssignService {
       if (!topics) retainedOf.set(result, (topics = new Map()));
       topics.set(device.id, retained.topic);
     }
-    if (device.dialect === 'tago') this.delivery.tagoChunkSize.set(device.id, tagoChunkSize(this.config.options('tago')));
+    if (device.dialect === 'tago') this.repo.rollout.setChunkSize(device.id, tagoChunkSize(this.config.options('tago')));
     for (const out of outs) {
       // Sming devices of one app share a retained topic: one publish of the image is enough.
       if (out.retain && result.outs.some((o) => o.topic === out.topic && o.payload === out.payload)) continue;

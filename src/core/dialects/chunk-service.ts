@@ -100,7 +100,9 @@ export class ChunkService {
       const assigned = this.assigned(req.device);
       if (assigned instanceof OtaError) return this.fail(dialect, req.device, assigned, options);
       record = assigned;
-      size = this.delivery.tagoChunkSize.get(req.device) ?? tagoChunkSize(options);
+      // The size the manifest announced, kept with the assignment; the node's own for a device
+      // notified some other way.
+      size = this.repo.rollout.get(req.device)?.chunkSize ?? tagoChunkSize(options);
     }
     const image = this.delivery.cache.peek(record);
     if (image) return this.reply(dialect, req, image, size, session, options);

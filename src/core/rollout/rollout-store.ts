@@ -31,6 +31,11 @@ export interface DeviceState {
   inferred?: boolean;
   /** The topic where this device's notice waits retained on the broker (Biotz, Sming), until cleared. */
   retained?: string;
+  /**
+   * The block size its notice announced (TagoIO manifests carry one): the blocks must keep it
+   * whatever the node's setting says later, a restart of Node-RED included.
+   */
+  chunkSize?: number;
 }
 
 export type RolloutSummary = Record<ProgressState | 'idle', number> & { total: number; percentDone: number };
@@ -175,6 +180,7 @@ export class RolloutStore {
       delete s.percent;
       delete s.inferred;
       delete s.retained;
+      delete s.chunkSize;
       s.state = 'idle';
       s.stateSince = this.stamp();
       return s;
@@ -188,6 +194,15 @@ export class RolloutStore {
     this.change(device, () => {
       if (topic === undefined) delete s.retained;
       else s.retained = topic;
+    });
+  }
+
+  /** The block size the device's notice announced. Changes nothing else. */
+  setChunkSize(device: string, size: number): void {
+    const s = this.states.get(device);
+    if (!s || s.chunkSize === size) return;
+    this.change(device, () => {
+      s.chunkSize = size;
     });
   }
 
