@@ -21,6 +21,8 @@ export interface GatewayOptions {
   /** Make `v2/fw/response/+` receive chunk replies, as on ThingsBoard (default true). */
   widenThingsboard?: boolean;
   connectTimeoutMs?: number;
+  /** How long the directory may take to answer a CONNECT before the device is refused (default 10 s). */
+  authTimeoutMs?: number;
   closeGraceMs?: number;
 }
 
@@ -61,6 +63,7 @@ export interface GatewayContext {
   counters: GatewayCounters;
   widenThingsboard: boolean;
   connectTimeoutMs: number;
+  authTimeoutMs: number;
   closeGraceMs: number;
   policyFor(device: DeviceIdentity): TopicPolicy;
   connectUpstream(): net.Socket;
@@ -103,6 +106,7 @@ export class OtaGateway extends EventEmitter {
       counters: this.counters,
       widenThingsboard: options.widenThingsboard ?? true,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      authTimeoutMs: options.authTimeoutMs ?? 10_000,
       closeGraceMs: options.closeGraceMs ?? 2_000,
       policyFor: (device) => policyFor(device, { namespace, aclRules }),
       connectUpstream: () => connectUpstream(upstream),

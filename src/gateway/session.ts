@@ -118,16 +118,27 @@ export class DeviceSession {
     this.clientId = packet.clientId;
     this.state = 'authenticating';
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
+    // A directory that never answers (a custom one calling a backend that hangs) must not hold
+    // the connection, and its socket, for ever: the device hears "server unavailable" and retries.
+    this.connectTimer = setTimeout(() => {
+      if (this.state !== 'authenticating') return;
+      this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(packet.clientId)} took over ${this.ctx.authTimeoutMs} ms`));
+      this.refuse('unavailable', packet.username);
+    }, this.ctx.authTimeoutMs);
+    this.connectTimer.unref();
     Promise.resolve()
       .then(() => this.ctx.directory.authenticate(creds))
       .then(
         (result) => {
           if (this.state !== 'authenticating') return;
+          clearTimeout(this.connectTimer);
           if (!result.ok) return this.refuse(result.reason, packet.username);
           this.open(packet, result.device);
         },
         (err: Error) => {
           this.ctx.emit('error', err);
+          if (this.state !== 'authenticating') return;
+          clearTimeout(this.connectTimer);
           this.refuse('unavailable', packet.username);
         },
       );
