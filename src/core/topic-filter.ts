@@ -1,6 +1,11 @@
 // MQTT topic-filter matching, shared by the gateway (ACLs) and the rollout tracker (which
 // subscription of a device reaches its notice topic). Pure.
 
+/** `text` as a literal inside a regular expression. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /** True when `filter` (may hold + and #) matches the concrete `topic`. */
 export function matches(filter: string, topic: string): boolean {
   const f = filter.split('/');
@@ -26,7 +31,7 @@ export function filterRegExp(filters: string[]): RegExp {
     levels.forEach((level, i) => {
       const sep = i === 0 ? '' : '/';
       if (level === '#') source += i === 0 ? '.*' : `(?:/.*)?`;
-      else source += sep + (level === '+' ? '[^/]*' : level.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+      else source += sep + (level === '+' ? '[^/]*' : escapeRegExp(level));
     });
     return source;
   });

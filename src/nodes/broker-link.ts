@@ -1,4 +1,5 @@
 import { filterRegExp } from '../core/topic-filter';
+import { onGreenStatus } from './red';
 import type { MqttBrokerNode, Node, NodeAPI } from './red';
 
 // A node's own subscription on the connection of a core `mqtt-broker` config node, for a node
@@ -27,11 +28,6 @@ export interface BrokerLink {
   /** Publishes on the connection; false when it is down (a device asks again). */
   publish(topic: string, payload: Buffer | string, qos: 0 | 1 | 2, retain: boolean): boolean;
   close(removed: boolean, done: () => void): void;
-}
-
-interface RuntimeEvents {
-  on(event: string, listener: (...args: unknown[]) => void): unknown;
-  removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
 }
 
 type BrokerNode = MqttBrokerNode & { client?: MqttClientLike | null };
@@ -67,12 +63,9 @@ export function linkToBroker(RED: NodeAPI, node: Node, broker: MqttBrokerNode, f
     subscribe();
   };
 
-  const events = (RED as NodeAPI & { events?: RuntimeEvents }).events;
-  const onStatus = (...args: unknown[]): void => {
-    const event = args[0] as { id?: unknown; status?: { fill?: unknown } } | undefined;
-    if (event?.id === node.id && event.status?.fill === 'green') follow();
-  };
-  events?.on('node-status', onStatus);
+  const stopFollowing = onGreenStatus(RED, (id) => {
+    if (id === node.id) follow();
+  });
   // `brokerConn`, as core's mqtt nodes name it: the repository's TCP no delay finds it there.
   (node as Node & { brokerConn?: MqttBrokerNode }).brokerConn = broker;
   broker.register(node); // opens the connection (and creates the client) if this is its first user
@@ -85,7 +78,7 @@ export function linkToBroker(RED: NodeAPI, node: Node, broker: MqttBrokerNode, f
       return true;
     },
     close(removed, done) {
-      events?.removeListener('node-status', onStatus);
+      stopFollowing();
       if (client) {
         client.removeListener('message', handler);
         client.removeListener('connect', subscribe);

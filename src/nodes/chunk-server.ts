@@ -122,11 +122,7 @@ export = function (RED: NodeAPI) {
 
     const brokerId = typeof config.broker === 'string' ? config.broker : '';
     const broker = brokerId ? (RED.nodes.getNode(brokerId) as MqttBrokerNode | null) : null;
-    if (brokerId && (!broker || typeof broker.subscribe !== 'function')) {
-      node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.noBroker') });
-      node.error(RED._('chunk-server.errors.noBroker'));
-    }
-    if (broker && typeof broker.subscribe === 'function') {
+    if (broker && typeof broker.register === 'function') {
       const link = linkToBroker(RED, node, broker, service.filters(), (topic, payload) => {
         answer(topic, payload, undefined, (replies, progress) => {
           for (const r of replies) link.publish(r.topic, r.payload, r.qos, r.retain);
@@ -138,6 +134,9 @@ export = function (RED: NodeAPI) {
         });
       });
       node.on('close', (removed, done) => link.close(removed, done));
+    } else if (brokerId) {
+      node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.noBroker') });
+      node.error(RED._('chunk-server.errors.noBroker'));
     }
   }
 

@@ -41,7 +41,6 @@ export interface Node {
 export interface MqttBrokerNode extends Node {
   register(user: Node): void;
   deregister(user: Node, done: () => void, autoDisconnect?: boolean): void;
-  subscribe(topic: string, options: { qos: 0 | 1 | 2 }, callback: (topic: string, payload: Buffer) => void, ref: string): void;
 }
 
 export interface NodeDef {
@@ -74,6 +73,12 @@ export interface Router {
   _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
 }
 
+/** Node-RED's runtime event bus (RED.events): 'flows:started', 'node-status', ... */
+export interface RuntimeEvents {
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+
 export interface NodeAPI {
   nodes: {
     createNode(node: Node, def: NodeDef): void;
@@ -88,6 +93,8 @@ export interface NodeAPI {
   httpNode: Router;
   httpAdmin: Router;
   auth: { needsPermission(permission: string): Handler };
+  /** Absent in an older or mocked runtime. */
+  events?: RuntimeEvents;
   log: { info(msg: string): void; warn(msg: string): void; error(msg: string): void; debug(msg: string): void };
   _(key: string, substitutions?: Record<string, string | number>): string;
 }
@@ -99,4 +106,20 @@ export function removeRoutes(router: Router, path: string): void {
   for (let i = stack.length - 1; i >= 0; i--) {
     if (stack[i].route?.path === path) stack.splice(i, 1);
   }
+}
+
+/**
+ * Calls `listener` with the id of each node whose status turns green. Core's mqtt-broker node
+ * sets "connected" (green) on every user node at each CONNACK, so this is where a node learns
+ * that a broker connection is (again) up. Returns the function that stops listening.
+ */
+export function onGreenStatus(RED: NodeAPI, listener: (nodeId: string) => void): () => void {
+  const events = RED.events;
+  if (!events || typeof events.on !== 'function') return () => undefined;
+  const onStatus = (...args: unknown[]): void => {
+    const event = args[0] as { id?: unknown; status?: { fill?: unknown } } | undefined;
+    if (event && typeof event.id === 'string' && event.status?.fill === 'green') listener(event.id);
+  };
+  events.on('node-status', onStatus);
+  return () => events.removeListener('node-status', onStatus);
 }

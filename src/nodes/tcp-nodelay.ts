@@ -1,3 +1,4 @@
+import { onGreenStatus } from './red';
 import type { Node, NodeAPI, NodeDef } from './red';
 
 // TCP_NODELAY for Node-RED's own MQTT connections (core `mqtt-broker` config nodes).
@@ -24,13 +25,8 @@ interface BrokerNodeLike {
 interface MqttUserNodeLike {
   brokerConn?: BrokerNodeLike | null;
 }
-interface RuntimeEvents {
-  on(event: string, listener: (...args: unknown[]) => void): unknown;
-  removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
-}
-/** Node-RED 4 gives nodes RED.events and RED.nodes.eachNode; ./red.ts does not declare them. */
+/** Node-RED 4 gives nodes RED.nodes.eachNode; ./red.ts does not declare it. */
 type NoDelayRED = NodeAPI & {
-  events?: RuntimeEvents;
   nodes: NodeAPI['nodes'] & { eachNode?: (cb: (def: NodeDef) => void) => void };
 };
 
@@ -76,26 +72,23 @@ export function applyToAllBrokers(RED: NodeAPI): number {
  * disabled or when the runtime has no event bus (an older or mocked runtime).
  */
 export function installTcpNoDelay(RED: NodeAPI, owner: Node, enabled: unknown = true): void {
-  const events = (RED as NoDelayRED).events;
+  const events = RED.events;
   if (!tcpNoDelayEnabled(enabled) || !events || typeof events.on !== 'function') return;
 
   const onStarted = () => {
     applyToAllBrokers(RED);
   };
-  const onStatus = (...args: unknown[]) => {
-    const event = args[0] as { id?: unknown; status?: { fill?: unknown } } | undefined;
-    if (!event || typeof event.id !== 'string' || event.status?.fill !== 'green') return;
-    const user = RED.nodes.getNode(event.id) as (Node & MqttUserNodeLike) | null;
-    if (user && user.brokerConn) applyNoDelay(user.brokerConn);
-  };
   events.on('flows:started', onStarted);
-  events.on('node-status', onStatus);
+  const stopStatus = onGreenStatus(RED, (id) => {
+    const user = RED.nodes.getNode(id) as (Node & MqttUserNodeLike) | null;
+    if (user && user.brokerConn) applyNoDelay(user.brokerConn);
+  });
   // The repository may be created after its brokers connected (a redeploy that only changed it).
   onStarted();
 
   owner.on('close', (_removed, done) => {
     events.removeListener('flows:started', onStarted);
-    events.removeListener('node-status', onStatus);
+    stopStatus();
     done();
   });
 }

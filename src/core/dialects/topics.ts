@@ -1,5 +1,6 @@
 import { DeviceRecord, DialectName, FirmwareRecord, NAMESPACED_DIALECTS, OtaError } from '../types';
 import type { DialectOptions, TopicTemplates } from './dialect';
+import { escapeRegExp } from '../topic-filter';
 
 // Topic templates: `{name}` placeholders, filled for downlinks, matched for uplinks. A template
 // compiles once into a regular expression with named groups; uplinks then cost one regex match.
@@ -61,10 +62,6 @@ function buildTemplates(defaults: TopicTemplates, options: DialectOptions | unde
   return out;
 }
 
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /** A template's regex, with the placeholder name of each capture group in order. */
 export interface CompiledTemplate {
   re: RegExp;
@@ -86,7 +83,7 @@ export function compile(template: string, anyPrefix = false): CompiledTemplate {
   const names = anyPrefix ? ['ns'] : [];
   let last = 0;
   for (const m of template.matchAll(PLACEHOLDER)) {
-    source += escape(template.slice(last, m.index));
+    source += escapeRegExp(template.slice(last, m.index));
     const name = m[1];
     // A placeholder used twice must match the same text both times.
     const first = names.indexOf(name);
@@ -97,7 +94,7 @@ export function compile(template: string, anyPrefix = false): CompiledTemplate {
     }
     last = (m.index ?? 0) + m[0].length;
   }
-  source += escape(template.slice(last)) + '$';
+  source += escapeRegExp(template.slice(last)) + '$';
   return remember(cache, template, { re: new RegExp(source), names });
 }
 
