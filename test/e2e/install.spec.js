@@ -39,6 +39,29 @@ describe('installing the packed tarball into a fresh Node-RED', function () {
     assert.deepStrictEqual(red.logs.filter((l) => /\[error\]/.test(l)), []);
   });
 
+  it('gives programs a documented entry with types, and ships no development-only parts', () => {
+    const installed = path.join(work, 'user', 'node_modules', pkg.name);
+    const probe = `const m = require(${JSON.stringify(pkg.name)});
+      const ok = typeof m.OtaRepository === 'function' && typeof m.gateway.OtaGateway === 'function' && typeof m.sim.startFleet === 'function';
+      process.stdout.write(JSON.stringify({ ok, dialects: m.DIALECTS }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: path.join(work, 'user'), encoding: 'utf8' }));
+    assert.deepStrictEqual(out, { ok: true, dialects: ['biotz', 'sming', 'tago', 'tencent', 'thingsboard'] });
+    assert.ok(fs.existsSync(path.join(installed, pkg.types)), `${pkg.types} is shipped`);
+    for (const file of ['LICENSE', 'CHANGELOG.md', 'README.md']) assert.ok(fs.existsSync(path.join(installed, file)), `${file} is shipped`);
+    // aedes is the demo's and the tests' broker: it must not land in the user's Node-RED.
+    assert.strictEqual(fs.existsSync(path.join(work, 'user', 'node_modules', 'aedes')), false, 'aedes is not installed');
+    const js = [];
+    const walk = (dir) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(dir, e.name));
+        else if (e.name.endsWith('.js')) js.push(path.join(dir, e.name));
+      }
+    };
+    walk(path.join(installed, 'dist'));
+    const dangling = js.filter((f) => /sourceMappingURL/.test(fs.readFileSync(f, 'utf8')));
+    assert.deepStrictEqual(dangling, [], 'no source map links to files that are not shipped');
+  });
+
   it('serves each node\'s editor and help, and the icon', async () => {
     const res = await fetch(`${red.url}/nodes`, { headers: { Accept: 'text/html' } });
     const html = await res.text();
