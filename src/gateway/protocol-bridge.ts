@@ -214,6 +214,9 @@ export interface BridgeCounters {
 export interface ProtocolNotice {
   kind: 'bridging' | 'refused-v5' | 'refused-v4';
   broker: string;
+  /** For `bridging`: how the broker refused MQTT 5. */
+  how?: string;
+  /** The whole line in English (the node logs its own translation of kind, broker and how). */
   message: string;
 }
 
@@ -254,7 +257,7 @@ export class BrokerProtocol {
   answeredV5(code: number): void {
     if (code === UNACCEPTABLE_PROTOCOL_VERSION) {
       if (this.mode === 'auto') this.learnV4('answered CONNACK 1, unacceptable protocol version');
-      else this.notice('refused-v5', `broker ${this.broker} refuses MQTT 5 (CONNACK 1, unacceptable protocol version): MQTT 5 devices are refused with 0x84. Set the gateway's upstream protocol to auto or 3.1.1 (CLI: --upstream-protocol) to bridge them to MQTT 3.1.1.`);
+      else this.notice('refused-v5', undefined, `broker ${this.broker} refuses MQTT 5 (CONNACK 1, unacceptable protocol version): MQTT 5 devices are refused with 0x84. Set the gateway's upstream protocol to auto or 3.1.1 (CLI: --upstream-protocol) to bridge them to MQTT 3.1.1.`);
       return;
     }
     if (this.mode === 'auto' && this.learned === undefined) this.learned = 5;
@@ -262,19 +265,20 @@ export class BrokerProtocol {
 
   /** The broker closed an MQTT 5 CONNECT without any CONNACK, then answered the same as 3.1.1. */
   closedV5ThenAnswered(): void {
-    if (this.mode === 'auto') this.learnV4('closed the connection without CONNACK');
+    // A close is weaker evidence than an answer: never overrides a broker heard speaking 5.
+    if (this.probing) this.learnV4('closed the connection without CONNACK');
   }
 
   /** The broker refused a 3.1.1 CONNECT as an unacceptable protocol version. */
   refusedV4(): void {
-    this.notice('refused-v4', `broker ${this.broker} refuses MQTT 3.1.1 (CONNACK 1): MQTT 3.1.1 devices cannot reach it through the gateway${this.mode === '3.1.1' ? '; set the upstream protocol to auto or 5 for MQTT 5 devices' : ''}.`);
+    this.notice('refused-v4', undefined, `broker ${this.broker} refuses MQTT 3.1.1 (CONNACK 1): MQTT 3.1.1 devices cannot reach it through the gateway${this.mode === '3.1.1' ? '; set the upstream protocol to auto or 5 for MQTT 5 devices' : ''}.`);
   }
 
   private learnV4(how: string): void {
     const first = this.learned === undefined;
     this.learned = 4;
     if (first) {
-      this.notice('bridging', `broker ${this.broker} ${how} to MQTT 5: MQTT 5 devices are bridged to MQTT 3.1.1 (user properties, content type, payload format, message expiry dropped; response topic, correlation data, no-local, retain-as-published and retain-handling subscriptions refused with 0x83). Use an MQTT 5 broker to carry them, or set the upstream protocol to 3.1.1 to skip the probe.`);
+      this.notice('bridging', how, `broker ${this.broker} ${how} to MQTT 5: MQTT 5 devices are bridged to MQTT 3.1.1 (user properties, content type, payload format, message expiry dropped; response topic, correlation data, no-local, retain-as-published and retain-handling subscriptions refused with 0x83). Use an MQTT 5 broker to carry them, or set the upstream protocol to 3.1.1 to skip the probe.`);
     }
   }
 
@@ -284,11 +288,11 @@ export class BrokerProtocol {
   }
 
   /** One line per kind per minute, however many devices retry. */
-  private notice(kind: ProtocolNotice['kind'], message: string): void {
+  private notice(kind: ProtocolNotice['kind'], how: string | undefined, message: string): void {
     const now = this.now();
     const last = this.lastNotice.get(kind);
     if (last !== undefined && now - last < NOTICE_EVERY_MS) return;
     this.lastNotice.set(kind, now);
-    this.notify({ kind, broker: this.broker, message });
+    this.notify({ kind, broker: this.broker, ...(how ? { how } : {}), message });
   }
 }

@@ -15,10 +15,10 @@ import type { GatewayContext } from './gateway';
 
 type Version = 3 | 4 | 5;
 
-const NOT_AUTHORIZED_V5 = 0x87;
+export const NOT_AUTHORIZED_V5 = 0x87;
 const MAX_QUEUED = 1000;
 
-const CONNACK_CODES: Record<AuthFailure | 'unavailable' | 'bad_auth_method', { v4: number; v5: number }> = {
+export const CONNACK_CODES: Record<AuthFailure | 'unavailable' | 'bad_auth_method', { v4: number; v5: number }> = {
   bad_credentials: { v4: 4, v5: 0x86 },
   not_authorized: { v4: 5, v5: 0x87 },
   unavailable: { v4: 3, v5: 0x88 },
