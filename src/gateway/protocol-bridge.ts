@@ -275,9 +275,9 @@ export class BrokerProtocol {
   }
 
   private learnV4(how: string): void {
-    const first = this.learned === undefined;
+    const changed = this.learned !== 4;
     this.learned = 4;
-    if (first) {
+    if (changed) {
       this.notice('bridging', how, `broker ${this.broker} ${how} to MQTT 5: MQTT 5 devices are bridged to MQTT 3.1.1 (user properties, content type, payload format, message expiry dropped; response topic, correlation data, no-local, retain-as-published and retain-handling subscriptions refused with 0x83). Use an MQTT 5 broker to carry them, or set the upstream protocol to 3.1.1 to skip the probe.`);
     }
   }

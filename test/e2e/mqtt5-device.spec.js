@@ -16,10 +16,12 @@
 //   (lines 694-705); then DOWNLOADED, checksum (sdk_utils.verify_checksum), VERIFIED, UPDATING,
 //   UPDATED with current_fw_title/current_fw_version (lines 789-828).
 const assert = require('assert');
+const crypto = require('crypto');
 const fs = require('fs');
 const mqtt = require('mqtt');
 const { startPipeline, demoImage } = require('../../scripts/pipeline');
 const { verifyChecksum } = require('../../dist/sim/tb-checksum');
+const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
 
 const TELEMETRY = 'v1/devices/me/telemetry';
@@ -88,7 +90,7 @@ function sdkDevice(url, token, { chunkSize }) {
 
 describe('end to end: npm start, then a stock MQTT 5 ThingsBoard device updates', function () {
   this.timeout(60000);
-  let dir, pipeline, device;
+  let dir, pipeline, device, fleet;
   const image = demoImage('sdk-app', '2.0.0', 50 * 1024 + 17);
 
   before(async () => {
@@ -96,9 +98,13 @@ describe('end to end: npm start, then a stock MQTT 5 ThingsBoard device updates'
     // As scripts/demo.js: no brokerUrl, so the embedded aedes (MQTT 3.1.1 only).
     pipeline = await startPipeline({ userDir: dir });
     await pipeline.api.registerDevice({ id: 'sdk-1', dialect: 'thingsboard', token: 'SDK_TOKEN', tags: ['sdk'] });
+    // And the simulator's model of the same SDK (protocolVersion 5), two of them.
+    for (const n of [1, 2]) await pipeline.api.registerDevice({ id: `sim5-${n}`, dialect: 'thingsboard', token: `sim5-token-${n}`, tags: ['sdk'] });
+    fleet = await startFleet({ broker: pipeline.deviceUrl, groups: [{ dialect: 'thingsboard', count: 2, idPattern: 'sim5-{n}', tokenPattern: 'sim5-token-{n}', protocolVersion: 5 }], retryDelayMs: 300 });
   });
   after(async () => {
     if (device) await new Promise((r) => device.client.end(false, {}, r));
+    if (fleet) await fleet.stop();
     if (pipeline) await pipeline.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -114,6 +120,11 @@ describe('end to end: npm start, then a stock MQTT 5 ThingsBoard device updates'
     const got = await device.done;
     assert.ok(got.equals(image), 'the device holds the stored image');
     assert.deepStrictEqual(device.states, ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED']);
+  });
+
+  it('brings the simulator\'s MQTT 5 ThingsBoard devices to the same image', async () => {
+    await fleet.waitAllUpdated(30000);
+    for (const d of fleet.devices) assert.strictEqual(d.sha256, crypto.createHash('sha256').update(image).digest('hex'), d.id);
   });
 
   it('is recorded as updated to the new version', async () => {
