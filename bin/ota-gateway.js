@@ -16,6 +16,8 @@ const USAGE = `usage: ota-gateway --dir <repository dir> [options]
   --upstream <url>          the real broker, mqtt://host:port or mqtts://host:port
                             (default mqtt://localhost:1883)
   --upstream-username <u>   the gateway's own broker login (password: OTA_GATEWAY_UPSTREAM_PASSWORD)
+  --upstream-protocol <v>   auto | 5 | 3.1.1: the broker's MQTT version for MQTT 5 devices
+                            (default auto: MQTT 5, or bridged to 3.1.1 if the broker refuses 5)
   --ns <prefix>             namespace for ThingsBoard/TagoIO devices (default ota)
   --identity <mode>         auto | token | client-id (default auto)
   --auto-register <dialect> register unknown devices under this dialect instead of refusing them
@@ -36,6 +38,7 @@ try {
       listen: { type: 'string', default: '0.0.0.0:1884' },
       upstream: { type: 'string', default: 'mqtt://localhost:1883' },
       'upstream-username': { type: 'string' },
+      'upstream-protocol': { type: 'string', default: 'auto' },
       ns: { type: 'string', default: 'ota' },
       identity: { type: 'string', default: 'auto' },
       'auto-register': { type: 'string' },
@@ -54,7 +57,7 @@ if (args.help) {
 if (!args.dir) fail('--dir is required');
 
 const dist = path.join(__dirname, '..', 'dist');
-const { OtaGateway, RegistryDirectory, isIdentityMode } = require(path.join(dist, 'gateway'));
+const { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } = require(path.join(dist, 'gateway'));
 const { DeviceRegistry } = require(path.join(dist, 'core', 'devices'));
 const { isDialectName } = require(path.join(dist, 'core', 'types'));
 
@@ -63,6 +66,7 @@ const match = /^(?:(.*):)?(\d+)$/.exec(args.listen);
 if (!match) fail(`--listen must be [host:]port, not ${args.listen}`);
 const host = (match[1] || '0.0.0.0').replace(/^\[|\]$/g, '');
 const port = Number(match[2]);
+if (!isUpstreamProtocol(args['upstream-protocol'])) fail(`--upstream-protocol must be auto, 5 or 3.1.1, not ${args['upstream-protocol']}`);
 if (!isIdentityMode(args.identity)) fail(`--identity must be auto, token or client-id, not ${args.identity}`);
 const autoRegister = args['auto-register'];
 if (autoRegister !== undefined && !isDialectName(autoRegister)) fail(`--auto-register must name a dialect, not ${autoRegister}`);
@@ -106,6 +110,7 @@ try {
     upstreamUsername: args['upstream-username'],
     upstreamPassword: process.env.OTA_GATEWAY_UPSTREAM_PASSWORD,
     namespace: args.ns,
+    upstreamProtocol: args['upstream-protocol'],
   });
 } catch (err) {
   fail(err.message);
@@ -116,6 +121,7 @@ gateway.on('refused', (e) => console.log(`ota-gateway: refused client id ${e.cli
 gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`));
 gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`));
 gateway.on('error', (err) => console.error(`ota-gateway: ${err.message}`));
+gateway.on('protocol', (n) => console.log(`ota-gateway: ${n.message}`));
 
 gateway.listen(port, host).then(
   (address) => console.log(`ota-gateway: devices connect to ${address.address}:${address.port}, proxied to ${args.upstream} under ${args.ns}/{device}/`),

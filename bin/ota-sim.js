@@ -26,6 +26,8 @@ Simulates devices that update their firmware over MQTT the way real devices of e
   --sming-decoder D     strict | sming (sming = the real decoder, bugs included)
   --sming-one-byte      Sming one-byte patch version instead of varint
   --chunk-size BYTES    ThingsBoard chunk size asked for (default 4096)
+  --protocol-version V  4 (MQTT 3.1.1, default) or 5; ThingsBoard devices with 5 behave as the
+                        stock Python SDK (subscribe v2/fw/response/+: needs the ota-gateway)
   --concurrency N       most devices downloading at once
   --drop-at F           fault: cut the download connection at fraction F (0..1) of the image, then resume
   --corrupt-chunk N     fault: corrupt chunk N (HTTP dialects: 4 KiB block N) once
@@ -60,7 +62,7 @@ function main() {
         id: { type: 'string' }, token: { type: 'string' }, 'client-id': { type: 'string' }, 'start-index': { type: 'string' },
         version: { type: 'string' }, title: { type: 'string' }, product: { type: 'string' }, customer: { type: 'string' },
         app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' },
-        'chunk-size': { type: 'string' }, concurrency: { type: 'string' },
+        'chunk-size': { type: 'string' }, concurrency: { type: 'string' }, 'protocol-version': { type: 'string' },
         'drop-at': { type: 'string' }, 'corrupt-chunk': { type: 'string' }, 'stall-at': { type: 'string' }, 'stall-ms': { type: 'string' },
         'fault-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
         json: { type: 'boolean' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -119,6 +121,7 @@ function main() {
     smingDecoder: decoder,
     smingVarint: args['sming-one-byte'] ? false : undefined,
     chunkSize: number(args['chunk-size'], 'chunk-size', { min: 1 }),
+    protocolVersion: number(args['protocol-version'], 'protocol-version', { min: 4 }),
     concurrency: number(args.concurrency, 'concurrency', { min: 1 }),
     faults: Object.fromEntries(Object.entries(faults).filter(([, v]) => v !== undefined)),
     faultDevices: args['fault-devices'] ? args['fault-devices'].split(',').map((n) => number(n, 'fault-devices')) : undefined,

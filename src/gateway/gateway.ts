@@ -4,6 +4,7 @@ import { DeviceDirectory, DeviceIdentity } from './directory';
 import { AclRule, policyFor, TopicPolicy } from './policy';
 import { DeviceSession } from './session';
 import { connectUpstream, parseBrokerUrl, UpstreamOptions } from './upstream';
+import { BrokerProtocol, isUpstreamProtocol, UpstreamProtocol } from './protocol-bridge';
 
 // The device front door: a TCP listener that gives every device connection its own session
 // (see session.ts) and keeps the counters a status dot needs.
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   /** How long the directory may take to answer a CONNECT before the device is refused (default 10 s). */
   authTimeoutMs?: number;
   closeGraceMs?: number;
+  /** The broker's MQTT version for MQTT 5 devices: `auto` (default) learns it, `3.1.1` bridges them always. */
+  upstreamProtocol?: UpstreamProtocol;
 }
 
 export type GatewayAclRules = Parameters<typeof policyFor>[1]['aclRules'];
@@ -65,6 +68,8 @@ export interface GatewayContext {
   connectTimeoutMs: number;
   authTimeoutMs: number;
   closeGraceMs: number;
+  /** What the broker speaks (protocol-bridge.ts). */
+  protocol: BrokerProtocol;
   policyFor(device: DeviceIdentity): TopicPolicy;
   connectUpstream(): net.Socket;
   emit(event: string, payload: unknown): void;
@@ -88,6 +93,8 @@ export class OtaGateway extends EventEmitter {
     errors: 0,
   };
   readonly namespace: string;
+  /** The broker's protocol as learned, and what bridging MQTT 5 devices to 3.1.1 dropped or refused. */
+  readonly protocol: BrokerProtocol;
   private readonly server: net.Server;
   private readonly sessions = new Set<DeviceSession>();
   private readonly ctx: GatewayContext;
@@ -100,6 +107,10 @@ export class OtaGateway extends EventEmitter {
     const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
     const aclRules = options.aclRules;
     const gateway = this;
+    const mode = options.upstreamProtocol ?? 'auto';
+    if (!isUpstreamProtocol(mode)) throw new Error(`upstream protocol must be auto, 5 or 3.1.1, not ${JSON.stringify(mode)}`);
+    // One line, at most once a minute per kind, whichever way it is logged.
+    this.protocol = new BrokerProtocol(mode, `${upstream.host}:${upstream.port}`, (notice) => gateway.emit('protocol', notice));
     this.ctx = {
       directory: options.directory,
       upstream,
@@ -108,6 +119,7 @@ export class OtaGateway extends EventEmitter {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       authTimeoutMs: options.authTimeoutMs ?? 10_000,
       closeGraceMs: options.closeGraceMs ?? 2_000,
+      protocol: this.protocol,
       policyFor: (device) => policyFor(device, { namespace, aclRules }),
       connectUpstream: () => connectUpstream(upstream),
       emit: (event, payload) => {

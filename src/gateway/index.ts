@@ -7,3 +7,5 @@ export { DEFAULT_ACL_RULES, NAMESPACED_DIALECTS, NamespacePolicy, AclPolicy, pol
 export type { AclRule, TopicPolicy } from './policy';
 export { parseBrokerUrl } from './upstream';
 export { matches, intersects, contains } from './topics';
+export { BrokerProtocol, UPSTREAM_PROTOCOLS, isUpstreamProtocol } from './protocol-bridge';
+export type { UpstreamProtocol, ProtocolNotice, BridgeCounters } from './protocol-bridge';

@@ -16,9 +16,12 @@ export type SubscribeOutcome =
   /** Every filter refused: nothing to ask the broker, answer the device directly. */
   | { upstream?: undefined; suback: mqtt.ISubackPacket };
 
+/** A reason code refusing one subscription for a reason of the broker's protocol, or null. */
+export type SubscriptionVet = (sub: mqtt.ISubscription, packet: mqtt.ISubscribePacket, held: boolean) => number | null;
+
 export class SubscriptionBook {
-  /** For each pending SUBSCRIBE: per device filter, its index upstream (-1 when refused), and the filters. */
-  private readonly pendingSubs = new Map<number, { slots: number[]; filters: string[] }>();
+  /** For each pending SUBSCRIBE: per device filter, its index upstream (or the code refusing it), and the filters. */
+  private readonly pendingSubs = new Map<number, { slots: Array<number | { code: number }>; filters: string[] }>();
   /** For each pending UNSUBSCRIBE: how many filters the device named. */
   private readonly pendingUnsubs = new Map<number, number>();
   /** The device's own subscriptions, in its own topic names. */
@@ -33,16 +36,23 @@ export class SubscriptionBook {
     /** 0x80 (MQTT 3.1.1) or 0x87 not authorized (MQTT 5). */
     private readonly failureCode: number,
     private readonly onRefused: (filter: string) => void,
+    /** Refusals the broker's protocol calls for (an MQTT 5 device bridged to 3.1.1). */
+    private readonly vet: SubscriptionVet = () => null,
   ) {}
 
   subscribe(packet: mqtt.ISubscribePacket): SubscribeOutcome {
     const upstream: mqtt.ISubscription[] = [];
-    const slots: number[] = [];
+    const slots: Array<number | { code: number }> = [];
     for (const sub of packet.subscriptions) {
       const filter = this.policy.subscribe(sub.topic);
       if (filter === null) {
         this.onRefused(sub.topic);
-        slots.push(-1);
+        slots.push({ code: this.failureCode });
+        continue;
+      }
+      const code = this.vet(sub, packet, this.filters.has(sub.topic));
+      if (code !== null) {
+        slots.push({ code });
         continue;
       }
       slots.push(upstream.length);
@@ -52,13 +62,13 @@ export class SubscriptionBook {
     // An explicit subscription to the chunk filter itself is the device's own from now on.
     if (this.filters.has(TB_CHUNKS)) this.widened = false;
     const base = packet.subscriptions.findIndex((s) => s.topic === TB_RESPONSE);
-    if (base >= 0 && slots[base] >= 0 && this.mayWiden()) {
+    if (base >= 0 && typeof slots[base] === 'number' && this.mayWiden()) {
       // The device's own options (QoS, no-local, retain handling) for the filter it asked for.
       upstream.push({ ...packet.subscriptions[base], topic: this.policy.subscribe(TB_CHUNKS) as string });
       this.widened = true;
     }
     const messageId = packet.messageId ?? 0;
-    if (upstream.length === 0) return { suback: { cmd: 'suback', messageId, granted: slots.map(() => this.failureCode) } };
+    if (upstream.length === 0) return { suback: { cmd: 'suback', messageId, granted: slots.map((s) => (s as { code: number }).code) } };
     this.pendingSubs.set(messageId, { slots, filters: packet.subscriptions.map((sub) => sub.topic) });
     return { upstream: { ...packet, subscriptions: upstream } };
   }
@@ -82,7 +92,7 @@ export class SubscriptionBook {
     if (!pending) return { packet, granted: [] };
     this.pendingSubs.delete(id);
     const codes = packet.granted as number[];
-    const out = pending.slots.map((i) => (i < 0 ? this.failureCode : (codes[i] ?? this.failureCode)));
+    const out = pending.slots.map((i) => (typeof i === 'number' ? (codes[i] ?? this.failureCode) : i.code));
     // Codes 0-2 grant a QoS; 0x80 and up refuse (MQTT 3.1.1 and 5 alike).
     const granted = pending.filters.filter((_f, k) => out[k] < 0x80);
     return { packet: { ...packet, granted: out }, granted };
@@ -97,6 +107,11 @@ export class SubscriptionBook {
     }
     this.pendingUnsubs.set(packet.messageId ?? 0, packet.unsubscriptions.length);
     return { ...packet, unsubscriptions: filters };
+  }
+
+  /** How many filters the device named in the UNSUBSCRIBE this UNSUBACK answers (before unsuback()). */
+  unsubscribeCount(packet: mqtt.IUnsubackPacket): number | undefined {
+    return this.pendingUnsubs.get(packet.messageId ?? 0);
   }
 
   /** MQTT 5 UNSUBACKs carry one reason code per filter: trim the ones the gateway added. */

@@ -1,6 +1,6 @@
 import { PresenceEvent, isDialectName } from '../core/types';
-import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
-import type { ConnectEvent, DisconnectEvent, SubscribeEvent } from '../gateway';
+import { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -19,6 +19,8 @@ interface OtaGatewayDef extends NodeDef {
   namespace?: string;
   identity?: string;
   autoRegister?: string;
+  /** The broker's MQTT version for MQTT 5 devices: auto (default), 5, 3.1.1. */
+  upstreamProtocol?: string;
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -45,6 +47,7 @@ export = function (RED: NodeAPI) {
         upstreamUsername: node.credentials?.username || undefined,
         upstreamPassword: node.credentials?.password || undefined,
         namespace: config.namespace || 'ota',
+        upstreamProtocol: isUpstreamProtocol(config.upstreamProtocol) ? config.upstreamProtocol : 'auto',
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -97,6 +100,8 @@ export = function (RED: NodeAPI) {
       warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
     });
     gateway.on('error', (err: Error) => node.error(err.message));
+    // Already once a minute at most (protocol-bridge.ts).
+    gateway.on('protocol', (n: ProtocolNotice) => node.warn(RED._(`ota-gateway.warn.${n.kind}`, { broker: n.broker, how: n.how ?? '' })));
 
     node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
     gateway.listen(port, host).then(

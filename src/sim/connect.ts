@@ -11,6 +11,8 @@ export interface ConnectOptions {
   password?: string;
   reconnectMs: number;
   connectTimeoutMs?: number;
+  /** 4 (MQTT 3.1.1, default) or 5. */
+  protocolVersion?: 4 | 5;
 }
 
 type NoDelayStream = Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
@@ -20,7 +22,7 @@ export function connectClient(broker: string, opts: ConnectOptions): mqtt.MqttCl
     clientId: opts.clientId,
     username: opts.username,
     password: opts.password,
-    protocolVersion: 4,
+    protocolVersion: opts.protocolVersion ?? 4,
     clean: true,
     reconnectPeriod: opts.reconnectMs,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,

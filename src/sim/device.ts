@@ -108,6 +108,7 @@ export class SimDevice extends EventEmitter {
       password: creds.password,
       reconnectMs: this.options.reconnectMs,
       connectTimeoutMs,
+      protocolVersion: this.options.protocolVersion,
     });
     this.client = client;
     client.on('message', (topic, payload, packet) => {

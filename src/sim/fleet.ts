@@ -33,6 +33,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   maxAttempts: 5,
   retryDelayMs: 1000,
   reconnectMs: 500,
+  protocolVersion: 4,
 };
 
 const MAX_DEVICES = 100_000;
@@ -61,6 +62,9 @@ function checkOptions(o: DeviceOptions & { dialect?: unknown; count?: unknown })
   }
   if (o.chunkSize !== undefined && (!Number.isSafeInteger(o.chunkSize) || o.chunkSize < 1)) {
     throw new Error('chunkSize must be a positive integer');
+  }
+  if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
+    throw new Error(`protocolVersion must be 4 (MQTT 3.1.1) or 5, not ${String(o.protocolVersion)}`);
   }
   const f = o.faults ?? {};
   for (const key of ['dropAt', 'stallAt'] as const) {

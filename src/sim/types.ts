@@ -68,6 +68,12 @@ export interface DeviceOptions {
   retryDelayMs?: number;
   /** mqtt.js reconnectPeriod. */
   reconnectMs?: number;
+  /**
+   * MQTT version the devices speak (default 4, 3.1.1). 5 makes ThingsBoard devices behave as the
+   * stock ThingsBoard Python SDK: MQTT 5, chunk replies awaited on `v2/fw/response/+`, which only
+   * ThingsBoard's transport or the ota-gateway delivers them to (not a plain broker).
+   */
+  protocolVersion?: 4 | 5;
 }
 
 export interface GroupOptions extends Partial<DeviceOptions> {

@@ -9,6 +9,7 @@ const h = require('./helpers');
 describe('ota-gateway command line', function () {
   this.timeout(20000);
   let broker, store, child, exited, url;
+  let out = '';
   const clients = [];
 
   before(async function () {
@@ -18,7 +19,6 @@ describe('ota-gateway command line', function () {
     await store.repo.flush();
     child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--secret', 'x'.repeat(40), '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], { stdio: ['ignore', 'pipe', 'pipe'] });
     exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    let out = '';
     child.stderr.on('data', (d) => (out += d));
     url = await new Promise((resolve, reject) => {
       child.stdout.on('data', (d) => {
@@ -50,6 +50,23 @@ describe('ota-gateway command line', function () {
     await server.publishAsync('cli/cli-1/tago/data/post', '{"variable":"firmware_manifest"}');
     assert.deepStrictEqual(await got, ['tago/data/post', '{"variable":"firmware_manifest"}']);
     await assert.rejects(h.connect(url, { username: 'Token', password: 'nope', clientId: 'board2' }), (err) => err.code === 4);
+  });
+
+  it('bridges an MQTT 5 device to the embedded broker (3.1.1 only) and logs that once', async function () {
+    for (const clientId of ['v5-a', 'v5-b']) {
+      const device = await h.connect(url, { protocolVersion: 5, username: 'Token', password: 'cli-1-token', clientId });
+      clients.push(device);
+      assert.strictEqual(device.connack.reasonCode, 0);
+    }
+    assert.strictEqual(out.match(/MQTT 5 devices are bridged to MQTT 3\.1\.1/g).length, 1);
+  });
+
+  it('refuses an unknown --upstream-protocol before listening', async function () {
+    const bad = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--upstream-protocol', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    bad.stderr.on('data', (d) => (err += d));
+    assert.strictEqual(await new Promise((resolve) => bad.once('exit', resolve)), 2);
+    assert.match(err, /--upstream-protocol must be auto, 5 or 3\.1\.1/);
   });
 
   it('stops cleanly on SIGTERM', async function () {

@@ -69,6 +69,21 @@ describe('ota-gateway node', function () {
     await h.until(() => events.some((m) => m.topic === 'refused' && m.payload.reason === 'bad_credentials'));
   });
 
+  it('lets an MQTT 5 device in through aedes (MQTT 3.1.1 only) and warns once that it bridges', async function () {
+    const gw = helper.getNode('gw');
+    const warnings = [];
+    const warn = gw.warn.bind(gw);
+    gw.warn = (text) => { warnings.push(text); warn(text); };
+    await h.waitForPort(port);
+    for (const clientId of ['v5-a', 'v5-b']) {
+      const device = await h.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username: 'tb-1-token', clientId });
+      clients.push(device);
+      assert.strictEqual(device.connack.reasonCode, 0);
+    }
+    // The helper runtime leaves i18n keys untranslated: one protocol warning, the bridging one.
+    assert.deepStrictEqual(warnings.filter((w) => /bridging|refused-v/.test(w)), ['ota-gateway.warn.bridging']);
+  });
+
   it('tells the repository when a device connects, what the broker granted it, and when it leaves', async function () {
     const repo = helper.getNode('repo').repo;
     await repo.devices.register({ id: 'sm-1', dialect: 'sming', attributes: { app: 'demo' } });

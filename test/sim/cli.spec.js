@@ -58,5 +58,11 @@ describe('sim: the ota-sim command', function () {
     const { code, stderr } = await run(['--dialect', 'lora']);
     assert.strictEqual(code, 2);
     assert.match(stderr, /unknown dialect lora/);
+    const bad = await run(['--broker', 'mqtt://127.0.0.1:1', '--dialect', 'thingsboard', '--protocol-version', '3']);
+    assert.strictEqual(bad.code, 2);
+    assert.match(bad.stderr, /protocol-version must be/);
+    const six = await run(['--broker', 'mqtt://127.0.0.1:1', '--dialect', 'thingsboard', '--protocol-version', '6']);
+    assert.strictEqual(six.code, 2);
+    assert.match(six.stderr, /protocolVersion must be 4 \(MQTT 3\.1\.1\) or 5/);
   });
 });

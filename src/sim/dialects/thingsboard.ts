@@ -13,6 +13,11 @@ const ATTR_RESPONSE = 'v1/devices/me/attributes/response/';
 const ATTR_REQUEST = 'v1/devices/me/attributes/request/';
 const TELEMETRY = 'v1/devices/me/telemetry';
 const CHUNK_RESPONSES = 'v2/fw/response/+/chunk/+';
+// The stock Python SDK (thingsboard-python-client-sdk tb_device_mqtt.py: paho.Client(protocol=5)
+// line 492, get_firmware_update() subscribes "v2/fw/response/+" line 651) connects with MQTT 5
+// and subscribes to a filter that never matches the replies on a standard broker: ThingsBoard's
+// transport, and the ota-gateway, deliver them anyway. protocolVersion 5 models that device.
+const SDK_CHUNK_RESPONSES = 'v2/fw/response/+';
 const CHUNK_RESPONSE_RE = /^v2\/fw\/response\/(\d+)\/chunk\/(\d+)$/;
 export const SHARED_KEYS = 'fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm,fw_tag';
 
@@ -36,6 +41,7 @@ export function thingsboard(device: SimDevice): DialectDriver {
   let received = 0;
   let fwState: string | undefined;
   const chunkSize = device.options.chunkSize;
+  const chunkFilter = device.options.protocolVersion === 5 ? SDK_CHUNK_RESPONSES : CHUNK_RESPONSES;
 
   const telemetry = (extra: Record<string, unknown> = {}) => {
     const body: Record<string, unknown> = { current_fw_title: device.title, current_fw_version: device.version };
@@ -83,7 +89,7 @@ export function thingsboard(device: SimDevice): DialectDriver {
     device.progress(0, t.size);
     report('DOWNLOADING');
     device.setState('downloading', { version: t.version });
-    await device.subscribe(CHUNK_RESPONSES);
+    await device.subscribe(chunkFilter);
     loop.start();
   };
 
@@ -159,7 +165,7 @@ export function thingsboard(device: SimDevice): DialectDriver {
       // Resume where the connection was lost (same request id, same chunk), but only a download
       // that was under way when this connection came up.
       const resume = target !== undefined;
-      await device.subscribe(resume ? [ATTR_RESPONSE + '+', ATTRS, CHUNK_RESPONSES] : [ATTR_RESPONSE + '+', ATTRS]);
+      await device.subscribe(resume ? [ATTR_RESPONSE + '+', ATTRS, chunkFilter] : [ATTR_RESPONSE + '+', ATTRS]);
       telemetry();
       requestAttributes();
       if (resume) loop.resend();
