@@ -9,6 +9,7 @@
 //   npm start                      # the lot
 //   npm start -- --no-fleet        # server side only, for real devices
 //   NODE_RED_PORT=1880 OTA_MQTT_PORT=1884 OTA_DEMO_DEVICES=3 OTA_BROKER_URL=mqtt://host:1883
+//   OTA_BIND=0.0.0.0 OTA_PUBLIC_URL=http://192.168.1.10:1880   # real devices on the network
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
@@ -19,6 +20,9 @@ const args = new Set(process.argv.slice(2));
 const NODE_RED_PORT = Number(process.env.NODE_RED_PORT || 1880);
 // 1884, not 1883: a Node-RED machine often runs its own broker on 1883 already.
 const DEVICE_PORT = Number(process.env.OTA_MQTT_PORT || 1884);
+// Everything listens on loopback unless told otherwise: a demo must not open ports to the network.
+const BIND = process.env.OTA_BIND || '127.0.0.1';
+const PUBLIC_URL = process.env.OTA_PUBLIC_URL || undefined;
 const COUNT = Math.max(1, Math.min(200, Number(process.env.OTA_DEMO_DEVICES || 3)));
 const USER_DIR = path.join(ROOT, '.demo');
 
@@ -26,8 +30,8 @@ const USER_DIR = path.join(ROOT, '.demo');
 async function checkPort(port, variable) {
   const server = net.createServer();
   await new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(err.code === 'EADDRINUSE' ? new Error(`port ${port} is in use on 127.0.0.1: set ${variable} to a free port`) : err));
-    server.listen(port, '127.0.0.1', () => server.close(resolve));
+    server.once('error', (err) => reject(err.code === 'EADDRINUSE' ? new Error(`port ${port} is in use on ${BIND}: set ${variable} to a free port`) : err));
+    server.listen(port, BIND, () => server.close(resolve));
   });
 }
 
@@ -58,6 +62,8 @@ async function main() {
     nodeRedPort: NODE_RED_PORT,
     devicePort: DEVICE_PORT,
     brokerUrl: process.env.OTA_BROKER_URL || undefined,
+    bindHost: BIND,
+    publicUrl: PUBLIC_URL,
     onLog: (line) => {
       if (/\[(error|warn)\]/.test(line) && !/Projects disabled|Encrypted credentials/.test(line)) say(`node-red: ${line}`);
     },
@@ -66,6 +72,7 @@ async function main() {
   console.log(`Devices connect:  ${pipeline.deviceUrl}  (the ota-gateway node)`);
   console.log(`Node-RED editor:  ${pipeline.red.url}/   (user directory ${path.relative(process.cwd(), USER_DIR) || '.'})`);
   console.log(`Admin API:        ${pipeline.red.url}/ota/devices, /ota/firmware, /ota/assignments, /ota/rollout`);
+  console.log(`Download URLs:    ${pipeline.publicUrl}/ota/dl/…  (OTA_PUBLIC_URL)`);
 
   if (args.has('--no-fleet')) {
     console.log('\nNo simulated fleet (--no-fleet). Register a real device, store firmware and assign it:');
@@ -75,7 +82,13 @@ async function main() {
     console.log(`       -H 'Content-Type: application/octet-stream' --data-binary @build/my-app.bin`);
     console.log(`  curl -X POST ${pipeline.red.url}/ota/assignments -H 'Content-Type: application/json' \\`);
     console.log(`       -d '{"firmware":{"title":"my-app","version":"1.2.0"},"tag":"lab"}'`);
-    console.log(`Point the device at ${pipeline.deviceUrl.replace('127.0.0.1', '<this machine>')} (ThingsBoard: the token as MQTT username).`);
+    if (BIND === '127.0.0.1' || BIND === '::1' || BIND === 'localhost') {
+      console.log(`Everything listens on ${BIND} only. For devices on your network start with`);
+      console.log(`  OTA_BIND=0.0.0.0 OTA_PUBLIC_URL=http://<this machine's address>:${pipeline.red.port} npm start -- --no-fleet`);
+    } else {
+      if (!PUBLIC_URL) console.log(`Set OTA_PUBLIC_URL=http://<this machine's address>:${pipeline.red.port}: the download URLs devices get say ${pipeline.publicUrl}.`);
+      console.log(`Point the device at port ${new URL(pipeline.deviceUrl).port} of this machine (ThingsBoard: the token as MQTT username).`);
+    }
     console.log('Press Ctrl-C to stop.');
     return;
   }

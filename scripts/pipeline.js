@@ -14,12 +14,12 @@ const { startAedes, freePort } = require('./servers');
 
 
 /** The example flow, pointed at this machine's broker, gateway port and Node-RED URL. */
-function pipelineFlow({ brokerUrl, devicePort, publicUrl, progress = {} }) {
+function pipelineFlow({ brokerUrl, devicePort, publicUrl, bindHost = '127.0.0.1', progress = {} }) {
   const flow = JSON.parse(fs.readFileSync(FLOW_FILE, 'utf8'));
   const broker = new URL(brokerUrl);
   for (const n of flow) {
     if (n.type === 'mqtt-broker') Object.assign(n, { broker: broker.hostname, port: broker.port || '1883' });
-    if (n.type === 'ota-gateway') Object.assign(n, { host: '127.0.0.1', port: String(devicePort), broker: brokerUrl });
+    if (n.type === 'ota-gateway') Object.assign(n, { host: bindHost, port: String(devicePort), broker: brokerUrl });
     if (n.type === 'ota-repository') n.publicUrl = publicUrl;
     if (n.type === 'progress-parser') Object.assign(n, progress);
   }
@@ -69,8 +69,12 @@ class AdminApi {
  * @param {number} [o.nodeRedPort]  0: a free port
  * @param {number} [o.devicePort]   the gateway's port for devices; 0: a free port
  * @param {string} [o.brokerUrl]    an existing broker instead of the embedded aedes
+ * @param {string} [o.bindHost]     where Node-RED and the gateway listen (default 127.0.0.1;
+ *                                  0.0.0.0 for devices on the network)
+ * @param {string} [o.publicUrl]    where devices reach Node-RED's download route (default: the
+ *                                  bind address, or 127.0.0.1 when bound to every interface)
  */
-async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, progress, onLog }) {
+async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, bindHost = '127.0.0.1', publicUrl, progress, onLog }) {
   const stops = [];
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await Promise.resolve().then(s).catch(() => {});
@@ -84,10 +88,13 @@ async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerU
     }
     const port = nodeRedPort || (await freePort());
     const gatewayPort = devicePort || (await freePort());
-    const publicUrl = `http://127.0.0.1:${port}`;
-    const red = await startNodeRed({ userDir, port, flows: pipelineFlow({ brokerUrl: upstream, devicePort: gatewayPort, publicUrl, progress }), onLog });
+    const localHost = bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost;
+    const hostInUrl = localHost.includes(':') ? `[${localHost}]` : localHost;
+    const downloads = (publicUrl || `http://${hostInUrl}:${port}`).replace(/\/+$/, '');
+    const flows = pipelineFlow({ brokerUrl: upstream, devicePort: gatewayPort, publicUrl: downloads, bindHost, progress });
+    const red = await startNodeRed({ userDir, port, flows, settings: { uiHost: bindHost }, onLog });
     stops.push(() => red.stop());
-    return { red, api: new AdminApi(red.url), brokerUrl: upstream, deviceUrl: `mqtt://127.0.0.1:${gatewayPort}`, stop };
+    return { red, api: new AdminApi(red.url), brokerUrl: upstream, deviceUrl: `mqtt://${hostInUrl}:${gatewayPort}`, publicUrl: downloads, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -17,14 +17,14 @@ function portOpen(port) {
   });
 }
 
-describe('npm start and signals', function () {
+describe('npm start: public URL and signals', function () {
   this.timeout(120000);
 
-  it('stops Node-RED and the gateway and frees their ports when npm gets SIGTERM', async () => {
+  it('signs download URLs for OTA_PUBLIC_URL, and stops everything and frees the ports on SIGTERM', async () => {
     const [redPort, devicePort] = [await freePort(), await freePort()];
     const child = spawn('npm', ['start', '--', '--no-fleet'], {
       cwd: ROOT,
-      env: { ...process.env, NODE_RED_PORT: String(redPort), OTA_MQTT_PORT: String(devicePort) },
+      env: { ...process.env, NODE_RED_PORT: String(redPort), OTA_MQTT_PORT: String(devicePort), OTA_PUBLIC_URL: 'http://ota.example.test:8080/' },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: whatever npm leaves behind can be cleaned up after a failure.
       detached: true,
@@ -46,6 +46,11 @@ describe('npm start and signals', function () {
       });
       assert.ok(await portOpen(redPort), 'Node-RED listens');
       assert.ok(await portOpen(devicePort), 'the gateway listens');
+      assert.match(out, /Download URLs: +http:\/\/ota\.example\.test:8080\/ota\/dl\//);
+      assert.match(out, /OTA_BIND=0\.0\.0\.0 OTA_PUBLIC_URL=/, 'says how to open the demo to the network');
+      const flows = await (await fetch(`http://127.0.0.1:${redPort}/flows`)).json();
+      const repo = flows.find((n) => n.type === 'ota-repository');
+      assert.strictEqual(repo.publicUrl, 'http://ota.example.test:8080', 'the repository signs URLs for the public address');
 
       child.kill('SIGTERM');
       await Promise.race([exited, new Promise((_r, reject) => setTimeout(() => reject(new Error('npm start still running 20 s after SIGTERM')), 20000))]);
