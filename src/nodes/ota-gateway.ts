@@ -1,4 +1,5 @@
 import { PresenceEvent, isDialectName } from '../core/types';
+import { isTopicSafe } from '../core/devices';
 import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
 import type { ConnectEvent, DisconnectEvent, SubscribeEvent } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
@@ -19,6 +20,8 @@ interface OtaGatewayDef extends NodeDef {
   namespace?: string;
   identity?: string;
   autoRegister?: string;
+  /** Tencent product of devices registered without one (their client id is `{product}{device}`). */
+  product?: string;
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -39,8 +42,10 @@ export = function (RED: NodeAPI) {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
       const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
       const autoRegister = isDialectName(config.autoRegister) ? config.autoRegister : undefined;
+      const product = config.product?.trim() || undefined;
+      if (product !== undefined && !isTopicSafe(product)) throw new Error(RED._('ota-gateway.errors.badProduct', { product }));
       gateway = new OtaGateway({
-        directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister }),
+        directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister, product }),
         upstream: config.broker || 'mqtt://localhost:1883',
         upstreamUsername: node.credentials?.username || undefined,
         upstreamPassword: node.credentials?.password || undefined,
