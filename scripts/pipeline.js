@@ -118,7 +118,7 @@ function fleetPlan({ count = 2, size = 128 * 1024, from = '1.0.0' } = {}) {
     { dialect: 'tago', idPattern: 'tago-{n}', tokenPattern: 'tago-token-{n}', version: from },
     { dialect: 'tencent', idPattern: 'tencent-{n}', product: 'DEMO', version: from },
     { dialect: 'biotz', idPattern: 'biotz-{n}', tokenPattern: 'biotz-token-{n}', customer: 'demo-customer', version: `${title} ${from}` },
-    { dialect: 'sming', idPattern: 'sming-{n}', app: 'demo', smingPrefix: '/', version: from },
+    { dialect: 'sming', idPattern: 'sming-{n}', app: 'demo', version: from },
   ].map((g) => ({ ...g, count }));
   const devices = [];
   for (const g of groups) {
