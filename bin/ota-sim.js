@@ -29,6 +29,8 @@ Simulates devices that update their firmware over MQTT the way real devices of e
                         subscribes to; '/' gives the older /a/test/u/4.3)
   --sming-decoder D     strict | sming (sming = the real decoder, bugs included)
   --sming-one-byte      Sming one-byte patch version instead of varint
+  --tago-seed           TagoIO devices as the seed's script: no firmware_version/firmware_status
+                        reports, they subscribe and wait
   --chunk-size BYTES    ThingsBoard chunk size asked for (default 4096)
   --concurrency N       most devices downloading at once
   --drop-at F           fault: cut the download connection at fraction F (0..1) of the image, then resume
@@ -63,7 +65,7 @@ function main() {
         broker: { type: 'string' }, dialect: { type: 'string' }, count: { type: 'string' }, groups: { type: 'string' },
         id: { type: 'string' }, token: { type: 'string' }, 'client-id': { type: 'string' }, 'device-secret': { type: 'string' }, 'start-index': { type: 'string' },
         version: { type: 'string' }, title: { type: 'string' }, product: { type: 'string' }, customer: { type: 'string' },
-        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' },
+        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' }, 'tago-seed': { type: 'boolean' },
         'chunk-size': { type: 'string' }, concurrency: { type: 'string' },
         'drop-at': { type: 'string' }, 'corrupt-chunk': { type: 'string' }, 'stall-at': { type: 'string' }, 'stall-ms': { type: 'string' },
         'fault-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
@@ -123,6 +125,7 @@ function main() {
     smingPrefix: args['sming-prefix'],
     smingDecoder: decoder,
     smingVarint: args['sming-one-byte'] ? false : undefined,
+    tagoVersionReports: args['tago-seed'] ? false : undefined,
     chunkSize: number(args['chunk-size'], 'chunk-size', { min: 1 }),
     concurrency: number(args.concurrency, 'concurrency', { min: 1 }),
     faults: Object.fromEntries(Object.entries(faults).filter(([, v]) => v !== undefined)),

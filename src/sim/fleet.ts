@@ -27,6 +27,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   smingPrefix: '',
   smingDecoder: 'strict',
   smingVarint: true,
+  tagoVersionReports: true,
   chunkSize: 4096,
   faults: {},
   chunkTimeoutMs: 10_000,

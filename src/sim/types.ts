@@ -61,6 +61,12 @@ export interface DeviceOptions {
   smingDecoder?: SmingDecoder;
   /** Sming's ENABLE_OTA_VARINT_VERSION (default on, as in Sming); off = one byte. */
   smingVarint?: boolean;
+  /**
+   * TagoIO: report firmware_version at connect and firmware_status on failure (ours, default on);
+   * off, the device is the seed's script (seed 002): it subscribes and waits, and starts on any
+   * manifest, one for the version it runs included.
+   */
+  tagoVersionReports?: boolean;
   /** Bytes asked for per chunk (ThingsBoard request payload). */
   chunkSize?: number;
   faults?: FaultOptions;
