@@ -75,6 +75,9 @@ async function main() {
     console.log(`       -H 'Content-Type: application/octet-stream' --data-binary @build/my-app.bin`);
     console.log(`  curl -X POST ${pipeline.red.url}/ota/assignments -H 'Content-Type: application/json' \\`);
     console.log(`       -d '{"firmware":{"title":"my-app","version":"1.2.0"},"tag":"lab"}'`);
+    console.log('A Tencent device as its SDK logs in (client id {product}{device}, username signed with its device secret):');
+    console.log(`  curl -X POST ${pipeline.red.url}/ota/devices -H 'Content-Type: application/json' \\`);
+    console.log(`       -d '{"id":"dev001","dialect":"tencent","attributes":{"product":"MYPRODUCT1"},"deviceSecret":"<from device_info.json>","tags":["lab"]}'`);
     console.log(`Point the device at ${pipeline.deviceUrl.replace('127.0.0.1', '<this machine>')} (ThingsBoard: the token as MQTT username).`);
     console.log('Press Ctrl-C to stop.');
     return;

@@ -131,6 +131,27 @@ function tencentSuite(title, startBroker) {
   });
 }
 
+describe('ota-gateway: Tencent device secrets that cannot be checked', function () {
+  it('refuses the device when its sealed secret does not open (the repository secret changed), whatever it sends', async function () {
+    const { RegistryDirectory } = require('../../dist/gateway');
+    const { DeviceRegistry } = require('../../dist/core/devices');
+    const store = h.makeRepository();
+    try {
+      await store.repo.devices.register({ id: 'dev001', dialect: 'tencent', attributes: { product: 'P1' }, deviceSecret: SECRET_1 });
+      await store.repo.flush();
+      const login = sdkLogin('P1', 'dev001', SECRET_1);
+      const same = new RegistryDirectory(new DeviceRegistry(store.dir, store.repo.secret));
+      assert.strictEqual((await same.authenticate(login)).ok, true);
+      const other = new RegistryDirectory(new DeviceRegistry(store.dir, Buffer.from('y'.repeat(40))));
+      for (const creds of [login, { clientId: 'P1dev001' }, { clientId: 'dev001' }]) {
+        assert.deepStrictEqual(await other.authenticate(creds), { ok: false, reason: 'bad_credentials' });
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('ota-gateway: Tencent devices as their SDK connects', function () {
   this.timeout(20000);
   tencentSuite('through aedes (MQTT 3.1.1)', () => h.startAedes());
