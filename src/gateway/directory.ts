@@ -79,10 +79,12 @@ export class RegistryDirectory implements DeviceDirectory {
       if (device) return this.prove(device, creds, username, password);
       const found = tencentCandidates(creds.clientId, (id) => this.registry.get(id), this.options.product);
       if (found.length) {
-        const proven = found.map((m) => this.prove(m.device, creds, username, password, m.product)).filter((r) => r.ok);
-        // Two devices both proven by one client id (overlapping names, neither signs): refuse.
-        if (proven.length === 1) return proven[0];
-        return { ok: false, reason: proven.length ? 'not_authorized' : 'bad_credentials' };
+        const proven = found.map((m) => ({ signs: !!m.device.sealedSecret, result: this.prove(m.device, creds, username, password, m.product) })).filter((p) => p.result.ok);
+        // A valid signature outweighs a bare client id; two devices still proven alike (overlapping
+        // product and device names, product `P1` + `dev` and `P` + `1dev`): refuse, never guess.
+        const best = proven.some((p) => p.signs) ? proven.filter((p) => p.signs) : proven;
+        if (best.length === 1) return best[0].result;
+        return { ok: false, reason: best.length ? 'not_authorized' : 'bad_credentials' };
       }
     }
     if (this.options.autoRegister) return this.register(creds.clientId, token);

@@ -152,6 +152,25 @@ describe('ota-gateway: Tencent device secrets that cannot be checked', function 
   });
 });
 
+describe('ota-gateway: Tencent client ids that two devices could own', function () {
+  it('refuses a client id two devices match alike, and lets the one whose signature checks in', async function () {
+    const { RegistryDirectory } = require('../../dist/gateway');
+    const store = h.makeRepository();
+    try {
+      const d = store.repo.devices;
+      await d.register({ id: 'ab', dialect: 'tencent', attributes: { product: 'P' } });
+      await d.register({ id: 'b', dialect: 'tencent', attributes: { product: 'Pa' } });
+      const directory = new RegistryDirectory(d);
+      assert.deepStrictEqual(await directory.authenticate({ clientId: 'Pab' }), { ok: false, reason: 'not_authorized' });
+      await d.register({ id: 'b', dialect: 'tencent', attributes: { product: 'Pa' }, deviceSecret: SECRET_1 });
+      const signed = await directory.authenticate(sdkLogin('Pa', 'b', SECRET_1));
+      assert.deepStrictEqual(signed.ok && [signed.device.deviceId, signed.device.attributes.product], ['b', 'Pa']);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('ota-gateway: Tencent devices as their SDK connects', function () {
   this.timeout(20000);
   tencentSuite('through aedes (MQTT 3.1.1)', () => h.startAedes());
