@@ -1,6 +1,6 @@
 import { DeviceRegistry, isTopicSafe } from '../core/devices';
 import { DeviceAttributes, DeviceRecord, DialectName, OtaError } from '../core/types';
-import { tencentCandidates, tencentProof } from './tencent-auth';
+import { signedBy, tencentCandidates } from './tencent-auth';
 
 // How the gateway learns who a connecting device is. The gateway only sees this interface; the
 // adapter below answers it from the repository's DeviceRegistry.
@@ -98,8 +98,8 @@ export class RegistryDirectory implements DeviceDirectory {
       // A secret that does not open (the repository secret changed) refuses: never fall back to the client id.
       const key = this.registry.deviceSecret(device.id);
       const now = (this.options.now ?? Date.now)() / 1000;
-      const proof = key ? tencentProof({ clientId: creds.clientId, username, password }, key, now, this.options.skewSeconds) : 'bad_signature';
-      return proof === 'signed' ? ok(device, product ?? this.options.product) : bad;
+      const signed = key !== undefined && signedBy({ clientId: creds.clientId, username, password }, key, now, this.options.skewSeconds);
+      return signed ? ok(device, product ?? this.options.product) : bad;
     }
     if (!device.tokenHash) return ok(device, product ?? this.options.product);
     const given = [password, username].filter((v): v is string => !!v);

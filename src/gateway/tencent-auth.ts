@@ -30,20 +30,11 @@ export function tencentCandidates(clientId: string, lookup: (id: string) => Devi
   return out;
 }
 
-export type TencentProof = 'signed' | 'bad_signature' | 'unsigned';
-
 /**
- * What a Tencent device's username/password prove for `device`. A device with a secret must sign
- * (anything else is a bad signature, never a fallback to the client id); a signature sent for a
- * device without one proves nothing (`unsigned`: the caller applies its usual rules).
+ * Whether a Tencent device's username/password prove it holds `key`, its device secret. Anything
+ * but a valid signature (no password, a token, a wrong or expired one) is a bad signature: a device
+ * with a secret never falls back to its client id alone.
  */
-export function tencentProof(
-  creds: { clientId: string; username?: string; password?: string },
-  key: Buffer | undefined,
-  nowSeconds: number,
-  skewSeconds?: number,
-): TencentProof {
-  if (!key) return 'unsigned';
-  if (!isSignedPassword(creds.password)) return 'bad_signature';
-  return checkSignature(creds, key, nowSeconds, skewSeconds).ok ? 'signed' : 'bad_signature';
+export function signedBy(creds: { clientId: string; username?: string; password?: string }, key: Buffer, nowSeconds: number, skewSeconds?: number): boolean {
+  return isSignedPassword(creds.password) && checkSignature(creds, key, nowSeconds, skewSeconds).ok;
 }
