@@ -21,6 +21,8 @@ const USAGE = `usage: ota-gateway --dir <repository dir> [options]
   --ns <prefix>             namespace for ThingsBoard/TagoIO devices (default ota)
   --identity <mode>         auto | token | client-id (default auto)
   --auto-register <dialect> register unknown devices under this dialect instead of refusing them
+  --product <id>            Tencent product of devices registered without one (they connect
+                            with client id {product}{device name})
   --secret <text>           repository secret, when the config node was given one (or OTA_SECRET)
   --quiet                   log refusals and errors only
 `;
@@ -42,6 +44,7 @@ try {
       ns: { type: 'string', default: 'ota' },
       identity: { type: 'string', default: 'auto' },
       'auto-register': { type: 'string' },
+      product: { type: 'string' },
       secret: { type: 'string' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -58,7 +61,7 @@ if (!args.dir) fail('--dir is required');
 
 const dist = path.join(__dirname, '..', 'dist');
 const { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } = require(path.join(dist, 'gateway'));
-const { DeviceRegistry } = require(path.join(dist, 'core', 'devices'));
+const { DeviceRegistry, isTopicSafe } = require(path.join(dist, 'core', 'devices'));
 const { isDialectName } = require(path.join(dist, 'core', 'types'));
 
 const dir = path.resolve(args.dir);
@@ -70,6 +73,7 @@ if (!isUpstreamProtocol(args['upstream-protocol'])) fail(`--upstream-protocol mu
 if (!isIdentityMode(args.identity)) fail(`--identity must be auto, token or client-id, not ${args.identity}`);
 const autoRegister = args['auto-register'];
 if (autoRegister !== undefined && !isDialectName(autoRegister)) fail(`--auto-register must name a dialect, not ${autoRegister}`);
+if (args.product !== undefined && !isTopicSafe(args.product)) fail(`--product must be letters, digits and . _ : @ -, not ${args.product}`);
 
 // Tokens are stored as HMACs under the repository secret, so the gateway needs the same one.
 function readSecret() {
@@ -85,7 +89,7 @@ function readSecret() {
 }
 
 const secret = readSecret();
-const options = { mode: args.identity, autoRegister };
+const options = { mode: args.identity, autoRegister, product: args.product };
 let directory = new RegistryDirectory(new DeviceRegistry(dir, secret), options);
 
 // Node-RED keeps editing devices.json while we run: pick up its changes.

@@ -15,16 +15,22 @@ Simulates devices that update their firmware over MQTT the way real devices of e
   --groups LIST         several groups, e.g. thingsboard:5,tago:2,sming:1 (instead of --dialect/--count)
   --id PATTERN          device id pattern; {n} number, {i} fleet index, {dialect} (default {dialect}-{n})
   --token PATTERN       token pattern; {id} too (default: the device id)
-  --client-id PATTERN   MQTT client id pattern (default: the device id)
+  --client-id PATTERN   MQTT client id pattern (default: the device id; Tencent: {product}{id}, as its SDK)
+  --device-secret PATTERN
+                        Tencent device secret (base64) pattern, {id} too: the device signs its
+                        username with it as Tencent's C SDK does (default: no signature)
   --start-index N       first {n} (default 1)
   --version V           version the devices run at start (default 1.0.0; Biotz: the firmware name)
   --title T             ThingsBoard current_fw_title (default sim-firmware)
   --product P           Tencent product id (default SIMPRODUCT)
   --customer C          Biotz customer id
   --app A               Sming application id (default test)
-  --sming-prefix P      Sming topic prefix ('' gives a/test/u/4.3, '/' gives /a/test/u/4.3)
+  --sming-prefix P      Sming topic prefix (default '': a/test/u/4.3, what Sming's Upgrade sample
+                        subscribes to; '/' gives the older /a/test/u/4.3)
   --sming-decoder D     strict | sming (sming = the real decoder, bugs included)
   --sming-one-byte      Sming one-byte patch version instead of varint
+  --tago-seed           TagoIO devices as the seed's script: no firmware_version/firmware_status
+                        reports, they subscribe and wait
   --chunk-size BYTES    ThingsBoard chunk size asked for (default 4096)
   --protocol-version V  4 (MQTT 3.1.1, default) or 5; ThingsBoard devices with 5 behave as the
                         stock Python SDK (subscribe v2/fw/response/+: needs the ota-gateway)
@@ -59,9 +65,9 @@ function main() {
     ({ values: args } = parseArgs({
       options: {
         broker: { type: 'string' }, dialect: { type: 'string' }, count: { type: 'string' }, groups: { type: 'string' },
-        id: { type: 'string' }, token: { type: 'string' }, 'client-id': { type: 'string' }, 'start-index': { type: 'string' },
+        id: { type: 'string' }, token: { type: 'string' }, 'client-id': { type: 'string' }, 'device-secret': { type: 'string' }, 'start-index': { type: 'string' },
         version: { type: 'string' }, title: { type: 'string' }, product: { type: 'string' }, customer: { type: 'string' },
-        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' },
+        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' }, 'tago-seed': { type: 'boolean' },
         'chunk-size': { type: 'string' }, concurrency: { type: 'string' }, 'protocol-version': { type: 'string' },
         'drop-at': { type: 'string' }, 'corrupt-chunk': { type: 'string' }, 'stall-at': { type: 'string' }, 'stall-ms': { type: 'string' },
         'fault-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
@@ -111,6 +117,7 @@ function main() {
     idPattern: args.id,
     tokenPattern: args.token,
     clientIdPattern: args['client-id'],
+    deviceSecretPattern: args['device-secret'],
     startIndex: number(args['start-index'], 'start-index'),
     version: args.version,
     title: args.title,
@@ -120,6 +127,7 @@ function main() {
     smingPrefix: args['sming-prefix'],
     smingDecoder: decoder,
     smingVarint: args['sming-one-byte'] ? false : undefined,
+    tagoVersionReports: args['tago-seed'] ? false : undefined,
     chunkSize: number(args['chunk-size'], 'chunk-size', { min: 1 }),
     protocolVersion: number(args['protocol-version'], 'protocol-version', { min: 4 }),
     concurrency: number(args.concurrency, 'concurrency', { min: 1 }),

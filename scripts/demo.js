@@ -82,7 +82,11 @@ async function main() {
     console.log(`       -H 'Content-Type: application/octet-stream' --data-binary @build/my-app.bin`);
     console.log(`  curl -X POST ${pipeline.red.url}/ota/assignments -H 'Content-Type: application/json' \\`);
     console.log(`       -d '{"firmware":{"title":"my-app","version":"1.2.0"},"tag":"lab"}'`);
+    console.log('A Tencent device as its SDK logs in (client id {product}{device}, username signed with its device secret):');
+    console.log(`  curl -X POST ${pipeline.red.url}/ota/devices -H 'Content-Type: application/json' \\`);
+    console.log(`       -d '{"id":"dev001","dialect":"tencent","attributes":{"product":"MYPRODUCT1"},"deviceSecret":"<from device_info.json>","tags":["lab"]}'`);
     if (BIND === '127.0.0.1' || BIND === '::1' || BIND === 'localhost') {
+      console.log(`Point the device at ${pipeline.deviceUrl} (ThingsBoard: the token as MQTT username).`);
       console.log(`Everything listens on ${BIND} only. For devices on your network start with`);
       console.log(`  OTA_BIND=0.0.0.0 OTA_PUBLIC_URL=http://<this machine's address>:${pipeline.red.port} npm start -- --no-fleet`);
     } else {

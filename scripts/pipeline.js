@@ -123,9 +123,11 @@ function fleetPlan({ count = 2, size = 128 * 1024, from = '1.0.0' } = {}) {
   const groups = [
     { dialect: 'thingsboard', idPattern: 'tb-{n}', tokenPattern: 'tb-token-{n}', title, version: from },
     { dialect: 'tago', idPattern: 'tago-{n}', tokenPattern: 'tago-token-{n}', version: from },
-    { dialect: 'tencent', idPattern: 'tencent-{n}', product: 'DEMO', version: from },
+    // Tencent devices log in as the C SDK does: client id {product}{device}, username signed with a
+    // device secret (one for all demo devices: a base64 pattern cannot hold a number of any length).
+    { dialect: 'tencent', idPattern: 'tencent-{n}', product: 'DEMO', deviceSecretPattern: 'ZGVtby1kZXZpY2Utc2VjcmV0', version: from },
     { dialect: 'biotz', idPattern: 'biotz-{n}', tokenPattern: 'biotz-token-{n}', customer: 'demo-customer', version: `${title} ${from}` },
-    { dialect: 'sming', idPattern: 'sming-{n}', app: 'demo', smingPrefix: '/', version: from },
+    { dialect: 'sming', idPattern: 'sming-{n}', app: 'demo', version: from },
   ].map((g) => ({ ...g, count }));
   const devices = [];
   for (const g of groups) {
@@ -135,6 +137,7 @@ function fleetPlan({ count = 2, size = 128 * 1024, from = '1.0.0' } = {}) {
         id,
         dialect: g.dialect,
         ...(g.tokenPattern ? { token: g.tokenPattern.replace('{n}', n) } : {}),
+        ...(g.deviceSecretPattern ? { deviceSecret: g.deviceSecretPattern.replace('{n}', n) } : {}),
         attributes: { ...(g.product ? { product: g.product } : {}), ...(g.customer ? { customer: g.customer } : {}), ...(g.app ? { app: g.app } : {}) },
         tags: [g.dialect === 'sming' ? 'demo-patch' : 'demo'],
       });

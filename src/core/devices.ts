@@ -1,6 +1,8 @@
 import * as path from 'path';
 import { createHmac, randomBytes, timingSafeEqual } from 'crypto';
 import { JsonDocument, readJsonSync } from './atomic-file';
+import { parseDeviceSecret } from './dialects/tencent-identity';
+import { seal, unseal } from './sealed-secret';
 import { DeviceAttributes, DeviceRecord, DialectName, OtaError, isDialectName, DIALECTS } from './types';
 
 // The device list every node works from. Ids and attributes end up inside MQTT topics, so they
@@ -12,6 +14,8 @@ export interface DeviceInput {
   id: unknown;
   dialect: unknown;
   token?: unknown;
+  /** Tencent device secret (base64, as the console shows it); kept sealed, never shown. */
+  deviceSecret?: unknown;
   attributes?: unknown;
   tags?: unknown;
 }
@@ -77,6 +81,12 @@ export class DeviceRegistry {
     return a.length === b.length && timingSafeEqual(a, b);
   }
 
+  /** The key a Tencent device signs its username with, if it has one. */
+  deviceSecret(id: string): Buffer | undefined {
+    const device = this.devices.get(id);
+    return device?.sealedSecret ? unseal(this.secret, device.id, device.sealedSecret) : undefined;
+  }
+
   /**
    * Registers or updates a device. Returns the record and, when the caller asked for a generated
    * token (`token: true`), that token: the only time it is ever shown.
@@ -101,6 +111,11 @@ export class DeviceRegistry {
       throw new OtaError('bad_field', 'token must be a string (or true to generate one)', 'token');
     }
     const tokenHash = token ? this.hashToken(token) : undefined;
+    let sealedSecret: string | undefined;
+    if (input.deviceSecret !== undefined && input.deviceSecret !== null && input.deviceSecret !== '') {
+      if (dialect !== 'tencent') throw new OtaError('bad_field', 'deviceSecret is for Tencent devices (their signed username)', 'deviceSecret');
+      sealedSecret = seal(this.secret, id, parseDeviceSecret(input.deviceSecret));
+    }
     const owner = tokenHash ? this.byTokenHash.get(tokenHash) : undefined;
     if (owner && owner !== id) throw new OtaError('token_in_use', 'that token already belongs to another device', 'token');
 
@@ -110,6 +125,7 @@ export class DeviceRegistry {
       id,
       dialect,
       ...(tokenHash ? { tokenHash } : previous?.tokenHash ? { tokenHash: previous.tokenHash } : {}),
+      ...(sealedSecret ? { sealedSecret } : previous?.sealedSecret && dialect === 'tencent' ? { sealedSecret: previous.sealedSecret } : {}),
       attributes,
       tags,
       createdAt: previous?.createdAt ?? new Date().toISOString(),

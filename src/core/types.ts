@@ -54,6 +54,12 @@ export interface DeviceRecord {
   dialect: DialectName;
   /** HMAC of the device's token under the repository secret; the token itself is never stored. */
   tokenHash?: string;
+  /**
+   * Tencent device secret (the key the device signs its username with), sealed under the
+   * repository secret (core/sealed-secret.ts): the server must compute the same HMAC, so a hash
+   * would not do. Never shown by the API.
+   */
+  sealedSecret?: string;
   attributes: DeviceAttributes;
   tags: string[];
   createdAt: string;

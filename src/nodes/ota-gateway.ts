@@ -1,6 +1,7 @@
 import { PresenceEvent, isDialectName } from '../core/types';
 import { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } from '../gateway';
 import type { ConnectEvent, DisconnectEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
+import { isTopicSafe } from '../core/devices';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -21,6 +22,8 @@ interface OtaGatewayDef extends NodeDef {
   autoRegister?: string;
   /** The broker's MQTT version for MQTT 5 devices: auto (default), 5, 3.1.1. */
   upstreamProtocol?: string;
+  /** Tencent product of devices registered without one (their client id is `{product}{device}`). */
+  product?: string;
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -41,8 +44,10 @@ export = function (RED: NodeAPI) {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
       const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
       const autoRegister = isDialectName(config.autoRegister) ? config.autoRegister : undefined;
+      const product = config.product?.trim() || undefined;
+      if (product !== undefined && !isTopicSafe(product)) throw new Error(RED._('ota-gateway.errors.badProduct', { product }));
       gateway = new OtaGateway({
-        directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister }),
+        directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister, product }),
         upstream: config.broker || 'mqtt://localhost:1883',
         upstreamUsername: node.credentials?.username || undefined,
         upstreamPassword: node.credentials?.password || undefined,

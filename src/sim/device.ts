@@ -11,7 +11,7 @@ import type { DeviceOptions, FaultOptions, HistoryEntry, ProgressInfo, SimState 
 // (timers, attempts, the download slot) so that a driver cannot leak them.
 
 /** Options with every default filled in. */
-export type ResolvedOptions = Required<Omit<DeviceOptions, 'faults' | 'faultDevices' | 'tokenPattern' | 'clientIdPattern'>> & {
+export type ResolvedOptions = Required<Omit<DeviceOptions, 'faults' | 'faultDevices' | 'tokenPattern' | 'clientIdPattern' | 'deviceSecretPattern'>> & {
   faults: FaultOptions;
 };
 
@@ -31,6 +31,8 @@ export interface DeviceIdentity {
   id: string;
   token: string;
   clientId: string;
+  /** Tencent device secret (base64), when the device signs its username. */
+  deviceSecret?: string;
   dialect: DialectName;
   /** Position in the fleet (0-based) and number within its group (as {n}). */
   index: number;
@@ -42,6 +44,7 @@ export class SimDevice extends EventEmitter {
   readonly id: string;
   readonly token: string;
   readonly clientId: string;
+  readonly deviceSecret?: string;
   readonly dialect: DialectName;
   readonly index: number;
   readonly group: number;
@@ -80,6 +83,7 @@ export class SimDevice extends EventEmitter {
     this.id = identity.id;
     this.token = identity.token;
     this.clientId = identity.clientId;
+    this.deviceSecret = identity.deviceSecret;
     this.dialect = identity.dialect;
     this.index = identity.index;
     this.group = identity.group;

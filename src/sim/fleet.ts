@@ -3,6 +3,7 @@ import type { DialectName } from '../core/types';
 import { isDialectName } from '../core/types';
 import { SimDevice, type DriverFactory, type ResolvedOptions } from './device';
 import { Semaphore } from './semaphore';
+import { tencentClientId } from '../core/dialects/tencent-identity';
 import type { DeviceOptions, FleetOptions, GroupOptions, ProgressInfo, SimState } from './types';
 import { biotz } from './dialects/biotz';
 import { sming } from './dialects/sming';
@@ -26,6 +27,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   smingPrefix: '',
   smingDecoder: 'strict',
   smingVarint: true,
+  tagoVersionReports: true,
   chunkSize: 4096,
   faults: {},
   chunkTimeoutMs: 10_000,
@@ -51,6 +53,11 @@ export interface GroupSummary {
 
 export function fillPattern(pattern: string, vars: Record<string, string | number>): string {
   return pattern.replace(/\{(\w+)\}/g, (whole, key: string) => (key in vars ? String(vars[key]) : whole));
+}
+
+/** The client id the platform's own device code uses: Tencent's SDK sends `{product}{device}` (tencent-identity.ts). */
+function defaultClientId(dialect: DialectName, id: string, o: ResolvedOptions): string {
+  return dialect === 'tencent' ? tencentClientId(o.product, id) : id;
 }
 
 function checkOptions(o: DeviceOptions & { dialect?: unknown; count?: unknown }): void {
@@ -98,9 +105,10 @@ export class Fleet extends EventEmitter {
         const vars = { n, i, dialect: group.dialect };
         const id = fillPattern(resolved.idPattern, vars);
         const token = merged.tokenPattern ? fillPattern(merged.tokenPattern, { ...vars, id }) : id;
-        const clientId = merged.clientIdPattern ? fillPattern(merged.clientIdPattern, { ...vars, id }) : id;
+        const clientId = merged.clientIdPattern ? fillPattern(merged.clientIdPattern, { ...vars, id }) : defaultClientId(group.dialect, id, resolved);
+        const deviceSecret = merged.deviceSecretPattern ? fillPattern(merged.deviceSecretPattern, { ...vars, id }) : undefined;
         const faulty = !merged.faultDevices || merged.faultDevices.includes(n);
-        const device = new SimDevice({ id, token, clientId, dialect: group.dialect, index: i, group: g, n }, resolved, this.slots, faulty);
+        const device = new SimDevice({ id, token, clientId, deviceSecret, dialect: group.dialect, index: i, group: g, n }, resolved, this.slots, faulty);
         device.on('state', (state: SimState) => this.emit('state', device, state));
         device.on('progress', (info: ProgressInfo) => this.emit('progress', info));
         device.on('log', (line: string) => this.emit('log', line));

@@ -35,8 +35,13 @@ export interface DeviceOptions {
   idPattern?: string;
   /** Token per device; `{id}`, `{n}`, `{i}`, `{dialect}` are replaced. Default: the device id. */
   tokenPattern?: string;
-  /** MQTT client id; default the device id. */
+  /** MQTT client id; default the device id (Tencent: `{product}{id}`, as its SDK). */
   clientIdPattern?: string;
+  /**
+   * Tencent device secret per device (base64, as Tencent's console shows it); `{id}`, `{n}`, `{i}`
+   * are replaced. Given, the device signs its username with it as the C SDK does.
+   */
+  deviceSecretPattern?: string;
   startIndex?: number;
   /** The version every device runs at start (ThingsBoard current_fw_version, Tencent report_version …). */
   version?: string;
@@ -46,13 +51,22 @@ export interface DeviceOptions {
   product?: string;
   /** Biotz customer id (a UUID on the real platform). */
   customer?: string;
-  /** Sming application id and topic prefix (the seed writes `/a/test/u/4.3`, the Sming sample `a/test/u/4.3`). */
+  /**
+   * Sming application id, and a prefix before its topic: '' (the default) gives `a/{app}/u/4.3`,
+   * what Sming's Upgrade sample subscribes to; '/' gives the seed's older `/a/{app}/u/4.3`.
+   */
   app?: string;
   smingPrefix?: string;
   /** `sming`: the real decoder (7-bit groups summed without shifting; an equal patch is flashed again). */
   smingDecoder?: SmingDecoder;
   /** Sming's ENABLE_OTA_VARINT_VERSION (default on, as in Sming); off = one byte. */
   smingVarint?: boolean;
+  /**
+   * TagoIO: report firmware_version at connect and firmware_status on failure (ours, default on);
+   * off, the device is the seed's script (seed 002): it subscribes and waits, and starts on any
+   * manifest, one for the version it runs included.
+   */
+  tagoVersionReports?: boolean;
   /** Bytes asked for per chunk (ThingsBoard request payload). */
   chunkSize?: number;
   faults?: FaultOptions;

@@ -27,6 +27,26 @@ describe('device list', () => {
     assert.deepStrictEqual(repo.devices.withTag('lab').map((d) => d.id), ['tb-1']);
   });
 
+  it('keeps a Tencent device secret sealed: not in the file, bound to its device, unreadable under another repository secret', async () => {
+    const secret = 'VI04Eh4N8VgM29U/dnu9cQ==';
+    const raw = Buffer.from(secret, 'base64');
+    await repo.devices.register({ id: 'dev001', dialect: 'tencent', deviceSecret: secret });
+    await repo.flush();
+    const file = fs.readFileSync(path.join(dir, 'devices.json'));
+    assert.ok(!file.includes(secret) && !file.includes(raw) && !file.includes(raw.toString('hex')));
+    assert.deepStrictEqual(repo.devices.deviceSecret('dev001'), raw);
+    // The sealed value moved onto another device does not open.
+    const records = JSON.parse(file);
+    records.push({ ...records[0], id: 'dev002' });
+    fs.writeFileSync(path.join(dir, 'devices.json'), JSON.stringify(records));
+    const { DeviceRegistry } = require('../../dist/core/devices');
+    assert.strictEqual(new DeviceRegistry(dir, repo.secret).deviceSecret('dev002'), undefined);
+    assert.strictEqual(new DeviceRegistry(dir, Buffer.from('another secret of enough length...')).deviceSecret('dev001'), undefined);
+    // A device moved off Tencent drops its secret.
+    await repo.devices.register({ id: 'dev001', dialect: 'biotz' });
+    assert.strictEqual(repo.devices.deviceSecret('dev001'), undefined);
+  });
+
   it('never stores a token in clear, and keeps the device file private', async () => {
     await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard', token: 'SuperSecretToken123' });
     await repo.flush();

@@ -12,7 +12,7 @@ const { startPipeline, fleetPlan, registerDevices, rollOut } = require('../../sc
 const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
 
-const SMING_TOPIC = '/a/demo/u/1.0'; // fleetPlan: app demo, prefix '/', patch release 1.0.1
+const SMING_TOPIC = 'a/demo/u/1.0'; // fleetPlan: app demo, Sming's own topic (no prefix), patch release 1.0.1
 
 /** Polls `fn` until it returns something truthy; bounded, with what it last saw in the error. */
 async function until(what, fn, timeoutMs = 20000) {

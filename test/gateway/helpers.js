@@ -42,9 +42,9 @@ function makeRepository() {
 }
 
 async function startGateway(repo, brokerUrl, options = {}) {
-  const { mode, autoRegister, ...rest } = options;
+  const { mode, autoRegister, product, now, ...rest } = options;
   const gateway = new OtaGateway({
-    directory: new RegistryDirectory(repo.devices, { mode, autoRegister }),
+    directory: new RegistryDirectory(repo.devices, { mode, autoRegister, product, now }),
     upstream: brokerUrl,
     namespace: 'ota',
     ...rest,

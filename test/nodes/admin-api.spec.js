@@ -130,6 +130,20 @@ describe('admin HTTP API (/ota on httpAdmin)', function () {
       await api().get('/ota/devices/nope').expect(404);
     });
 
+    it('registers a Tencent device with its device secret, and never shows the secret again', async () => {
+      const secret = 'VI04Eh4N8VgM29U/dnu9cQ==';
+      const res = await api().post('/ota/devices').send({ id: 'dev001', dialect: 'tencent', attributes: { product: 'P1' }, deviceSecret: secret }).expect(201);
+      assert.strictEqual(res.body.device.hasDeviceSecret, true);
+      for (const body of [res.body, (await api().get('/ota/devices/dev001').expect(200)).body, (await api().get('/ota/devices').expect(200)).body]) {
+        const text = JSON.stringify(body);
+        assert.ok(!text.includes(secret) && !text.includes('sealedSecret'), text);
+      }
+      assert.deepStrictEqual(repo.devices.deviceSecret('dev001'), Buffer.from(secret, 'base64'));
+      // Registering again without it keeps it.
+      await api().post('/ota/devices').send({ id: 'dev001', dialect: 'tencent', attributes: { product: 'P1' }, tags: ['lab'] }).expect(200);
+      assert.deepStrictEqual(repo.devices.deviceSecret('dev001'), Buffer.from(secret, 'base64'));
+    });
+
     it('answers 400 naming the field for bad registrations, and writes nothing', async () => {
       const cases = [
         [{ id: 'a/b', dialect: 'tencent' }, 'id'],
@@ -137,6 +151,9 @@ describe('admin HTTP API (/ota on httpAdmin)', function () {
         [{ id: 'ok', dialect: 'tencent', token: 42 }, 'token'],
         [{ id: 'ok', dialect: 'tencent', tags: [1] }, 'tags'],
         [{ id: 'ok', dialect: 'tencent', attributes: { product: 'a/#' } }, 'attributes.product'],
+        [{ id: 'ok', dialect: 'tencent', deviceSecret: 'not base64!' }, 'deviceSecret'],
+        [{ id: 'ok', dialect: 'tencent', deviceSecret: Buffer.alloc(65, 1).toString('base64') }, 'deviceSecret'],
+        [{ id: 'ok', dialect: 'thingsboard', deviceSecret: 'c2VjcmV0' }, 'deviceSecret'],
       ];
       for (const [body, field] of cases) {
         const res = await api().post('/ota/devices').send(body).expect(400);

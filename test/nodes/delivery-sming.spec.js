@@ -10,7 +10,7 @@ describe('delivery: sming', function () {
   afterEach(env.unload);
 
   for (const size of [10000, 1]) {
-    it(`the sample device subscribed to /a/test/u/4.3 gets patch + image in one retained message (${size} bytes)`, async function () {
+    it(`Sming's Upgrade sample, subscribed to a/test/u/4.3, gets patch + image in one retained message (${size} bytes)`, async function () {
       const repo = await env.load({ dialect: 'sming', assign: { app: 'test' } });
       const fw = (await repo.firmware.store({ image: image(size), title: 'app', version: '4.3.9' })).record;
       const sent = [];
@@ -18,11 +18,22 @@ describe('delivery: sming', function () {
       assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw, devices: [{ id: 's1', dialect: 'sming' }, { id: 's2', dialect: 'sming' }] }), undefined);
       const got = await devices.sming({ url: env.broker.url });
       assert.strictEqual(sent.length, 1, 'devices of one app share the retained topic: one publish');
-      assert.deepStrictEqual([sent[0].qos, sent[0].retain, sent[0].topic], [2, true, '/a/test/u/4.3']);
+      assert.deepStrictEqual([sent[0].qos, sent[0].retain, sent[0].topic], [2, true, 'a/test/u/4.3']);
       assert.strictEqual(got.patch, 9);
       assert.strictEqual(devices.sha256(got.image), fw.checksums.sha256);
     });
   }
+
+  it('keeps the older /a/test/u/4.3 spelling as an option (Sming prefix /)', async function () {
+    const repo = await env.load({ dialect: 'sming', assign: { app: 'test', smingPrefix: '/' } });
+    const fw = (await repo.firmware.store({ image: image(100), title: 'app', version: '4.3.5' })).record;
+    const sent = [];
+    helper.getNode('out').on('input', (msg) => sent.push(msg));
+    assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw, devices: [{ id: 's1', dialect: 'sming' }] }), undefined);
+    const got = await devices.sming({ url: env.broker.url, prefix: '/' });
+    assert.strictEqual(sent[0].topic, '/a/test/u/4.3');
+    assert.strictEqual(devices.sha256(got.image), fw.checksums.sha256);
+  });
 
   it('refuses patch 128 in varint mode and says why; nothing is recorded', async function () {
     const repo = await env.load({ dialect: 'sming', assign: { app: 'test', smingEncoding: 'varint' } });

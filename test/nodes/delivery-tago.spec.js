@@ -25,6 +25,19 @@ describe('delivery: tago', function () {
     });
   }
 
+  it('on a plain broker, does not retain the manifest on the shared topic, and answers a late device\'s first uplink with it', async function () {
+    const repo = await env.load({ dialect: 'tago', chunkFilters: ['tago/data/post'], assignFilters: ['tago/data/post'], assign: { singleDevice: 't1' }, chunk: { singleDevice: 't1' } });
+    const fw = (await repo.firmware.store({ image: image(6000), title: 'app', version: '1.0.1' })).record;
+    const sent = [];
+    helper.getNode('out').on('input', (msg) => sent.push(msg));
+    assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw, devices: { id: 't1', dialect: 'tago' } }), undefined);
+    while (!sent.length) await new Promise((r) => setTimeout(r, 10));
+    assert.deepStrictEqual(sent.map((m) => [m.topic, m.retain]), [['tago/data/post', false]]);
+    // Connects after its assignment: its version report is what brings the manifest.
+    const { image: got } = await devices.tago({ url: env.broker.url, hello: { variable: 'firmware_version', value: '1.0.0' } });
+    assert.strictEqual(devices.sha256(got), fw.checksums.sha256);
+  });
+
   it('serves namespaced devices the chunk size their manifest announced', async function () {
     const repo = await env.load({ dialect: 'tago', chunkFilters: ['ota/+/tago/data/post'], assign: { prefix: 'ota/{device}/', tagoChunkSize: 1000 }, chunk: { prefix: 'ota/{device}/' } });
     const fw = (await repo.firmware.store({ image: image(4500), title: 'app', version: '1.0.2' })).record;

@@ -31,7 +31,7 @@ export interface DialectOptions {
   maxMessageBytes?: number;
   /** ThingsBoard: the checksum the device verifies (default sha256). */
   checksumAlgorithm?: ChecksumAlgorithm;
-  /** Tago: publish the manifest retained (then unassign clears it). */
+  /** Tago: publish the manifest retained or not; unset, retained when its topic names the device (tago.retainsManifest). */
   retain?: boolean;
 }
 
@@ -81,8 +81,8 @@ export type Reports = 'progress' | 'download' | 'none';
 
 /**
  * Where a dialect's notice stays retained and would start the update again unless cleared:
- * `device` (one topic per device: Biotz), `shared` (one topic for every device of an app and
- * version line: Sming). Absent: the notice is not retained (or only on request, cleared on unassign).
+ * `device` (one topic per device: Biotz; TagoIO behind the gateway), `shared` (one topic for every
+ * device of an app and version line: Sming). Absent: the notice is not retained.
  */
 export type RetainedNotice = 'device' | 'shared';
 

@@ -76,7 +76,9 @@ export function optionsFromSettings(c: DeliverySettings): DialectOptions {
   if (chunk) options.chunkSize = chunk;
   const max = positiveInt(c.maxChunkSize, 'maxChunkSize');
   if (max) options.maxChunkSize = max;
-  if (c.tagoRetain === true || c.tagoRetain === 'true') options.retain = true;
+  // 'auto' (and the old checkbox's false, its default): retained when the topic names the device.
+  if (c.tagoRetain === true || c.tagoRetain === 'true' || c.tagoRetain === 'always') options.retain = true;
+  else if (c.tagoRetain === 'never') options.retain = false;
   const algorithm = s(c.checksumAlgorithm);
   if (algorithm) {
     if (!(ALGORITHMS as string[]).includes(algorithm)) throw new OtaError('bad_setting', `checksum algorithm must be one of ${ALGORITHMS.join(', ')}`, 'checksumAlgorithm');

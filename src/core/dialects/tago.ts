@@ -16,6 +16,18 @@ function chunkSizeOf(options?: DialectOptions): number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : DEFAULT_TAGO_CHUNK;
 }
 
+/**
+ * Whether the manifest goes out retained: as the node says, else when its topic is the device's
+ * alone (behind the gateway, `ota/{device}/tago/data/post`). The seed's device only subscribes and
+ * waits (seed 002, on_connect): one that connects after its assignment would otherwise wait for
+ * the timeout. On the one topic every device shares on a plain broker a retained manifest would
+ * start every device, so there it is not (a device's version report is answered instead:
+ * assign-service.uplink). The tracker clears it once the device has every block.
+ */
+export function retainsManifest(options?: DialectOptions): boolean {
+  return options?.retain ?? templatesOf('tago', TOPICS, options).data.includes('{device}');
+}
+
 function dataTopic(vars: Record<string, string | number | undefined>, options: DialectOptions | undefined, what: string): string {
   return fill(templatesOf('tago', TOPICS, options).data, vars, what);
 }
@@ -34,6 +46,7 @@ export const tago: Dialect = {
   name: 'tago',
   defaultTopics: TOPICS,
   reports: 'progress',
+  retainedNotice: 'device',
 
   uplinkFilters(options) {
     return [filterOf(templatesOf('tago', TOPICS, options).data)];
@@ -55,12 +68,12 @@ export const tago: Dialect = {
       topic: dataTopic(varsOf(ctx.device, options), options, 'tago manifest'),
       payload: JSON.stringify(manifest),
       qos: 1,
-      retain: options?.retain === true,
+      retain: retainsManifest(options),
     }];
   },
 
   clear(device, _firmware, options) {
-    if (options?.retain !== true) return []; // nothing stays on the broker
+    if (!retainsManifest(options)) return []; // nothing stays on the broker
     return [{ topic: dataTopic(varsOf(device, options), options, 'tago clear'), payload: '', qos: 1, retain: true }];
   },
 

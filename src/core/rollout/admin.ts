@@ -8,15 +8,16 @@ import type { RolloutTracker } from './tracker';
 
 const MAX_DEVICES_PER_REQUEST = 10_000;
 
-/** A device as the API shows it: never the token hash. */
-export interface DeviceView extends Omit<DeviceRecord, 'tokenHash'> {
+/** A device as the API shows it: never the token hash, never the device secret. */
+export interface DeviceView extends Omit<DeviceRecord, 'tokenHash' | 'sealedSecret'> {
   hasToken: boolean;
+  hasDeviceSecret: boolean;
   rollout: DeviceState | null;
 }
 
 export function deviceView(repo: OtaRepository, device: DeviceRecord): DeviceView {
-  const { tokenHash, ...rest } = device;
-  return { ...rest, hasToken: Boolean(tokenHash), rollout: repo.rollout.get(device.id) ?? null };
+  const { tokenHash, sealedSecret, ...rest } = device;
+  return { ...rest, hasToken: Boolean(tokenHash), hasDeviceSecret: Boolean(sealedSecret), rollout: repo.rollout.get(device.id) ?? null };
 }
 
 /** HTTP status for an error: 400 for bad input, 404 for a missing path item, 409 for conflicts. */
@@ -124,6 +125,7 @@ export async function registerDevice(repo: OtaRepository, body: unknown): Promis
     id: o.id,
     dialect: o.dialect,
     token: o.token,
+    deviceSecret: o.deviceSecret,
     attributes: o.attributes,
     tags: o.tags,
   });

@@ -193,7 +193,9 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
 
   /**
    * Withdraws a retained notice that would otherwise start the update again (DESIGN.md 3: Sming
-   * flashes an equal patch again). A device's own notice (Biotz) goes once it is up to date. A
+   * flashes an equal patch again). A device's own notice goes once it is up to date (Biotz), or,
+   * for a device that reports (TagoIO), once it has taken the image: the seed's device reports
+   * nothing after its last block and would download again at its next connection. A
    * shared one (Sming: one topic per app and version line) goes only once every device assigned
    * on that topic has taken it, never while one has not (it may be offline): the topic is all it
    * would get.
@@ -202,7 +204,8 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const dialect = dialectOf(record.dialect);
     if (!record.firmware || !dialect?.retainedNotice) return;
     if (dialect.retainedNotice === 'device') {
-      if (record.state === 'updated' && before !== 'updated') this.clear(record.firmware, [record.device]);
+      const done = dialect.reports === 'progress' ? hasReceived(record.state) && !(before && hasReceived(before)) : record.state === 'updated' && before !== 'updated';
+      if (done && (dialect.reports !== 'progress' || record.retained !== undefined)) this.clear(record.firmware, [record.device]);
       return;
     }
     if (record.retained === undefined || !hasReceived(record.state)) return;

@@ -9,7 +9,10 @@ import { ChunkLoop } from '../chunk-loop';
 // it checks total_size (and metadata.sha256 when the server gives one), resumes after a lost
 // connection instead of hanging, ignores a manifest for the version it runs or downloads, and
 // reports with two variables of ours (harmless to real TagoIO, which stores any variable):
-// firmware_version (at connect and after an update) and firmware_status "failed".
+// firmware_version (at connect and after an update) and firmware_status "failed". With
+// tagoVersionReports off it is the seed's script again: it subscribes and waits (on_connect), says
+// nothing of its own, and starts on any manifest (on_message), one for the version it runs included:
+// a manifest left retained would make it download again at its next connection.
 
 const TOPIC = 'tago/data/post';
 
@@ -31,7 +34,10 @@ export function tago(device: SimDevice): DialectDriver {
   let pieces: Buffer[] = [];
   let received = 0;
 
-  const reportVersion = () => device.publishJson(TOPIC, { variable: 'firmware_version', value: device.version });
+  const reports = device.options.tagoVersionReports;
+  const reportVersion = () => {
+    if (reports) device.publishJson(TOPIC, { variable: 'firmware_version', value: device.version });
+  };
 
   const loop = new ChunkLoop(device, {
     request: (i) => device.publishJson(TOPIC, { variable: 'firmware_request', value: i, unit: 'index' }),
@@ -43,7 +49,7 @@ export function tago(device: SimDevice): DialectDriver {
     const version = target?.version;
     loop.stop();
     target = undefined;
-    device.publishJson(TOPIC, { variable: 'firmware_status', value: 'failed', metadata: { version, error: reason } });
+    if (reports) device.publishJson(TOPIC, { variable: 'firmware_status', value: 'failed', metadata: { version, error: reason } });
     device.setState('failed', { error: reason });
     device.releaseSlot();
     // Nothing in the protocol asks for a manifest: reporting the running version again lets a
@@ -102,7 +108,7 @@ export function tago(device: SimDevice): DialectDriver {
       device.emit('log', `${device.id}: manifest without valid total_chunks/total_size`);
       return;
     }
-    if (version === device.version && !target) return;
+    if (reports && version === device.version && !target) return;
     if (target && target.version === version) return;
     if (device.state === 'notified') return;
     if (device.attempts >= device.options.maxAttempts) return;

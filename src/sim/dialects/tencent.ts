@@ -2,9 +2,11 @@ import { createHash } from 'crypto';
 import type { DialectDriver, SimDevice } from '../device';
 import { deviceDownload } from '../device-http';
 import { HttpDownloadError } from '../http-get';
+import { signedCredentials } from '../../core/dialects/tencent-identity';
 
 // A Tencent IoT Hub device (seed 003; message texts as the C SDK's ota_lib builds them):
-// client id = device name; report_version on $ota/report/{product}/{device}; an update_firmware
+// client id `{product}{device}` and, with a device secret, the signed username and password of
+// the C SDK (core/dialects/tencent-identity.ts cites the lines); report_version on $ota/report/{product}/{device}; an update_firmware
 // on $ota/update/{product}/{device} starts an HTTP download (resumed with Range), reported as
 // report_progress "downloading" with the percent as a string in steps of 10, then the MD5 and
 // file_size checks, then "burning" and "done", or "fail" with result_code -1..-5 as a string;
@@ -115,7 +117,8 @@ export function tencent(device: SimDevice): DialectDriver {
   };
 
   return {
-    credentials: () => ({ username: device.token }),
+    // The SDK signs a fresh username per connection; with its default expiry (never) one serves them all.
+    credentials: () => (device.deviceSecret ? signedCredentials(device.clientId, device.deviceSecret) : { username: device.token }),
     async onConnect() {
       await device.subscribe(updateTopic, 1);
       reportVersion();

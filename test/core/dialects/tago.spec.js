@@ -41,6 +41,16 @@ describe('tago dialect', function () {
     assert.strictEqual(u.events[0].dialect, 'tago');
   });
 
+  it('retains the manifest on a topic that is the device\'s alone (the gateway\'s namespace), not on the shared one', function () {
+    const ns = { prefix: 'ota/{device}/' };
+    const [behind] = tago.notice({ device: dev, firmware: fw }, ns);
+    assert.deepStrictEqual([behind.topic, behind.retain], ['ota/t1/tago/data/post', true]);
+    assert.deepStrictEqual(tago.clear(dev, fw, ns), [{ topic: 'ota/t1/tago/data/post', payload: '', qos: 1, retain: true }]);
+    assert.strictEqual(tago.notice({ device: dev, firmware: fw }, { ...ns, retain: false })[0].retain, false);
+    assert.strictEqual(tago.notice({ device: dev, firmware: fw }, { topics: { data: 'tago/{device}/post' } })[0].retain, true);
+    assert.strictEqual(tago.notice({ device: dev, firmware: fw }, {})[0].retain, false);
+  });
+
   it('clears a retained manifest only when it was retained', function () {
     assert.deepStrictEqual(tago.clear(dev, fw), []);
     assert.deepStrictEqual(tago.clear(dev, fw, { retain: true }), [{ topic: 'tago/data/post', payload: '', qos: 1, retain: true }]);
