@@ -138,8 +138,20 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     if (this.policies.delete(owner)) this.rearm();
   }
 
-  /** Applies one event; returns what changed (undefined when nothing a user would see did). */
+  /**
+   * Whether events of this device are tracked: registered devices only. Anyone on the broker can
+   * publish a report for any id; a record per such id would survive restarts and fill the file.
+   */
+  tracks(device: string): boolean {
+    return this.repo.devices.get(device) !== undefined;
+  }
+
+  /**
+   * Applies one event; returns what changed (undefined when nothing a user would see did, or the
+   * device is not registered: see tracks()).
+   */
   record(event: ProgressEvent, source: EventSource = 'uplink'): { event: NormalisedEvent; record: DeviceState } | undefined {
+    if (!this.tracks(event.device)) return undefined;
     const before = this.repo.rollout.get(event.device)?.state;
     const record = this.repo.rollout.apply(event);
     if (!record) return undefined;
