@@ -162,7 +162,7 @@ function routes(RED: NodeAPI, state: ApiState): void {
     send(res, 200, deviceView(r.repo, device));
   }, true));
 
-  router.post('/ota/assignments', write, handle((req, res, r) => send(res, 200, assign(r.repo, trackerFor(r.repo), req.body))));
+  router.post('/ota/assignments', write, handle(async (req, res, r) => send(res, 200, await assign(r.repo, trackerFor(r.repo), req.body))));
   router.delete('/ota/assignments', write, handle((req, res, r) => send(res, 200, unassign(r.repo, trackerFor(r.repo), deleteBody(req)))));
   router.get('/ota/rollout', read, handle((_req, res, r) => send(res, 200, { summary: r.repo.rollout.summary(), devices: r.repo.rollout.list() })));
 }

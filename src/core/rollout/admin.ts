@@ -81,24 +81,33 @@ function devicesOf(repo: OtaRepository, body: Record<string, unknown>, known: (i
 
 export interface AssignResult {
   firmware: FirmwareRecord;
+  /** Each device's record once its notice went out or failed (`failed`, with lastError saying why). */
   devices: DeviceState[];
-  /** False when no ota-assign node is deployed to send the notices: devices stay `assigned`. */
+  /**
+   * False when no notice went out: no ota-assign node is deployed (devices stay `assigned`), or
+   * none of the notices could be built (devices `failed`).
+   */
   published: boolean;
   warning?: string;
 }
 
-export function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): AssignResult {
+export async function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): Promise<AssignResult> {
   const o = objectBody(body);
   if (o.firmware === undefined) throw new OtaError('bad_field', 'firmware is required', 'firmware');
   const firmware = firmwareOf(repo, o.firmware);
   const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
-  const { records, published } = tracker.assign(firmware, devices);
-  return {
-    firmware,
-    devices: records,
-    published,
-    ...(published ? {} : { warning: 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent' }),
-  };
+  const assigned = tracker.assign(firmware, devices);
+  await assigned.settled;
+  const records = assigned.records.map((r) => repo.rollout.get(r.device) ?? r);
+  const failed = records.filter((r) => r.state === 'failed' && r.firmware === firmware.id);
+  const published = assigned.published && (failed.length === 0 || failed.length < records.filter((r) => r.state !== 'updated').length);
+  let warning: string | undefined;
+  if (!assigned.published) warning = 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent';
+  else if (failed.length) {
+    const shown = failed.slice(0, 5).map((r) => `${r.device}: ${r.lastError?.message ?? 'failed'}`).join('; ');
+    warning = `${failed.length} notice${failed.length === 1 ? '' : 's'} could not be built: ${shown}${failed.length > 5 ? ` and ${failed.length - 5} more` : ''}`;
+  }
+  return { firmware, devices: records, published, ...(warning ? { warning } : {}) };
 }
 
 export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): { devices: DeviceState[] } {
