@@ -31,16 +31,42 @@ export function statusFor(err: unknown, inPath = false): number {
     case 'token_in_use':
       return 409;
     case 'image_too_large':
+    case 'body_too_large':
       return 413;
+    case 'unsupported_media_type':
+      return 415;
     default:
       return 400;
   }
 }
 
-function objectBody(body: unknown): Record<string, unknown> {
+/** The fields each request body may have: anything else is a mistake worth naming, not dropping. */
+export const BODY_FIELDS = {
+  device: ['id', 'dialect', 'token', 'attributes', 'tags'],
+  assignment: ['firmware', 'devices', 'tag'],
+  upload: ['title', 'version', 'tag', 'deviceType'],
+} as const;
+/** Attributes the dialects' topics use: sent beside `id` they were silently lost (Tencent `product`). */
+const ATTRIBUTE_NAMES = ['product', 'customer', 'app'];
+
+/** Refuses a field `kind` does not have, naming it (cut short: it is the caller's text). */
+export function checkFields(o: object, kind: keyof typeof BODY_FIELDS): void {
+  const allowed: readonly string[] = BODY_FIELDS[kind];
+  for (const key of Object.keys(o)) {
+    if (allowed.includes(key)) continue;
+    const name = key.length > 64 ? `${key.slice(0, 64)}…` : key;
+    const hint = kind === 'device' && ATTRIBUTE_NAMES.includes(key)
+      ? `: a device's ${key} is one of its attributes, {"attributes": {"${key}": …}}`
+      : `: ${kind === 'upload' ? 'an upload' : `a ${kind}`} has ${allowed.join(', ')}`;
+    throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)}${hint}`, name);
+  }
+}
+
+function objectBody(body: unknown, kind: keyof typeof BODY_FIELDS): Record<string, unknown> {
   if (!body || typeof body !== 'object' || Array.isArray(body) || Buffer.isBuffer(body)) {
     throw new OtaError('bad_body', 'send a JSON object (Content-Type: application/json)', 'body');
   }
+  checkFields(body, kind);
   return body as Record<string, unknown>;
 }
 
@@ -92,7 +118,7 @@ export interface AssignResult {
 }
 
 export async function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): Promise<AssignResult> {
-  const o = objectBody(body);
+  const o = objectBody(body, 'assignment');
   if (o.firmware === undefined) throw new OtaError('bad_field', 'firmware is required', 'firmware');
   const firmware = firmwareOf(repo, o.firmware);
   const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
@@ -111,7 +137,7 @@ export async function assign(repo: OtaRepository, tracker: RolloutTracker, body:
 }
 
 export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): { devices: DeviceState[] } {
-  const o = objectBody(body);
+  const o = objectBody(body, 'assignment');
   const firmware = o.firmware !== undefined ? firmwareOf(repo, o.firmware) : undefined;
   // A device that was removed from the list may still hold an assignment: it can be unassigned.
   const known = (id: string): DeviceRecord | undefined => {
@@ -128,7 +154,7 @@ export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unk
 }
 
 export async function registerDevice(repo: OtaRepository, body: unknown): Promise<{ device: DeviceView; token?: string; created: boolean }> {
-  const o = objectBody(body);
+  const o = objectBody(body, 'device');
   const { device, token, created } = await repo.devices.register({
     id: o.id,
     dialect: o.dialect,
