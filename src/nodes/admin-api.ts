@@ -1,5 +1,5 @@
 import { OtaError } from '../core/types';
-import { assign, checkFields, deviceView, registerDevice, statusFor, storeFirmware, unassign, UploadFields } from '../core/rollout/admin';
+import { assign, bodyParserError, checkFields, deviceView, registerDevice, requireJsonType, statusFor, storeFirmware, unassign, UploadFields } from '../core/rollout/admin';
 import { multipartBoundary, parseMultipart } from '../core/rollout/multipart';
 import { trackerFor } from '../core/rollout/tracker';
 import { ErrorHandler, Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
@@ -23,44 +23,9 @@ interface ApiState {
 // Keyed by router, not module-global: a test harness may start several runtimes in one process.
 const states = new WeakMap<Router, ApiState>();
 
-/** A request that carries a body (a length above zero, or chunked). */
-function hasBody(req: HttpRequest): boolean {
-  const length = Number(req.headers['content-length']);
-  return (Number.isFinite(length) && length > 0) || req.headers['transfer-encoding'] !== undefined;
-}
-
-/**
- * JSON routes take what Node-RED's JSON parser reads (application/json): a form, text or a
- * vendor +json body is refused, not half-read or read as empty.
- */
+/** JSON routes take JSON (see requireJsonType). */
 function requireJson(req: HttpRequest): void {
-  if (!hasBody(req)) return;
-  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-  if (type === 'application/json') return;
-  throw new OtaError('unsupported_media_type', `send a JSON object with Content-Type: application/json (got ${type ? JSON.stringify(type.slice(0, 64)) : 'none'})`, 'body');
-}
-
-/**
- * Errors Node-RED's own body parsers raise before any route runs (malformed JSON, a body over
- * apiMaxLength, an unknown charset): answered in the API's JSON shape, not Express's HTML page.
- * The body is never quoted back (it may hold a device token).
- */
-function bodyError(err: unknown): { status: number; error: OtaError } {
-  const e = (err ?? {}) as { type?: unknown; status?: unknown; limit?: unknown; message?: unknown };
-  const status = typeof e.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
-  switch (e.type) {
-    case 'entity.parse.failed': {
-      const at = /position (\d+)/.exec(String(e.message ?? ''));
-      return { status: 400, error: new OtaError('bad_json', `the body is not valid JSON${at ? ` (at byte ${at[1]})` : ''}`, 'body') };
-    }
-    case 'entity.too.large':
-      return { status: 413, error: new OtaError('body_too_large', `the body is over the limit of ${typeof e.limit === 'number' ? `${e.limit} bytes` : 'the admin API'}`, 'body') };
-    case 'charset.unsupported':
-    case 'encoding.unsupported':
-      return { status: 415, error: new OtaError('unsupported_media_type', 'send the body as UTF-8 JSON, without a content encoding', 'body') };
-  }
-  if (status < 500) return { status, error: new OtaError('bad_body', 'the request body could not be read', 'body') };
-  return { status: 500, error: new OtaError('internal', 'internal error') };
+  requireJsonType(req.headers['content-type'], req.headers['content-length'], req.headers['transfer-encoding']);
 }
 
 function one(value: string | string[] | undefined, field: string): string | undefined {
@@ -245,7 +210,7 @@ export function attachAdminApi(RED: NodeAPI, repoNode: OtaRepositoryNode): () =>
         next(err);
         return;
       }
-      const { status, error } = bodyError(err);
+      const { status, error } = bodyParserError(err);
       if (status >= 500) RED.log.error(`ota admin API: ${err instanceof Error ? err.message : String(err)}`);
       sendError(res, status, error);
     };

@@ -62,6 +62,42 @@ export function checkFields(o: object, kind: keyof typeof BODY_FIELDS): void {
   }
 }
 
+/**
+ * JSON routes take what Node-RED's JSON parser reads (application/json): a form, text or a
+ * vendor +json body is refused, not half-read by the urlencoded parser or read as empty.
+ */
+export function requireJsonType(contentType: unknown, contentLength: unknown, transferEncoding: unknown): void {
+  const length = Number(contentLength);
+  const hasBody = (Number.isFinite(length) && length > 0) || transferEncoding !== undefined;
+  if (!hasBody) return;
+  const type = String(contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'application/json') return;
+  throw new OtaError('unsupported_media_type', `send a JSON object with Content-Type: application/json (got ${type ? JSON.stringify(type.slice(0, 64)) : 'none'})`, 'body');
+}
+
+/**
+ * What to answer for an error Node-RED's body parsers (body-parser) raise before any route runs:
+ * malformed JSON, a body over apiMaxLength, an unknown charset. The body is never quoted back
+ * (it may hold a device token): a JSON.parse message can carry a piece of it.
+ */
+export function bodyParserError(err: unknown): { status: number; error: OtaError } {
+  const e = (err ?? {}) as { type?: unknown; status?: unknown; limit?: unknown; message?: unknown };
+  const status = typeof e.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+  switch (e.type) {
+    case 'entity.parse.failed': {
+      const at = /position (\d+)/.exec(String(e.message ?? ''));
+      return { status: 400, error: new OtaError('bad_json', `the body is not valid JSON${at ? ` (at byte ${at[1]})` : ''}`, 'body') };
+    }
+    case 'entity.too.large':
+      return { status: 413, error: new OtaError('body_too_large', `the body is over the limit of ${typeof e.limit === 'number' ? `${e.limit} bytes` : 'the admin API'}`, 'body') };
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return { status: 415, error: new OtaError('unsupported_media_type', 'send the body as UTF-8 JSON, without a content encoding', 'body') };
+  }
+  if (status < 500) return { status, error: new OtaError('bad_body', 'the request body could not be read', 'body') };
+  return { status: 500, error: new OtaError('internal', 'internal error') };
+}
+
 function objectBody(body: unknown, kind: keyof typeof BODY_FIELDS): Record<string, unknown> {
   if (!body || typeof body !== 'object' || Array.isArray(body) || Buffer.isBuffer(body)) {
     throw new OtaError('bad_body', 'send a JSON object (Content-Type: application/json)', 'body');
