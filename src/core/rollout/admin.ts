@@ -162,7 +162,8 @@ export async function assign(repo: OtaRepository, tracker: RolloutTracker, body:
   await assigned.settled;
   const records = assigned.records.map((r) => repo.rollout.get(r.device) ?? r);
   const failed = records.filter((r) => r.state === 'failed' && r.firmware === firmware.id);
-  const published = assigned.published && (failed.length === 0 || failed.length < records.filter((r) => r.state !== 'updated').length);
+  const toNotify = records.filter((r) => r.state !== 'updated').length;
+  const published = assigned.published && (toNotify === 0 || failed.length < toNotify);
   let warning: string | undefined;
   if (!assigned.published) warning = 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent';
   else if (failed.length) {
