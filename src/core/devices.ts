@@ -7,7 +7,10 @@ import { DeviceAttributes, DeviceRecord, DialectName, OtaError, isDialectName, D
 
 // The device list every node works from. Ids and attributes end up inside MQTT topics, so they
 // are restricted to characters that cannot add a topic level or a wildcard.
-const TOPIC_SAFE = /^[A-Za-z0-9._:@-]{1,128}$/;
+// `.` and `..` are refused: they are path segments, so a download URL naming such a device
+// (`/ota/dl/{firmware}/..`) or a route (`/ota/devices/..`) resolves somewhere else.
+const TOPIC_SAFE = /^(?!\.\.?$)[A-Za-z0-9._:@-]{1,128}$/;
+const TOPIC_SAFE_RULE = '1-128 characters of letters, digits and . _ : @ -, and not . or ..';
 const TAG = /^[A-Za-z0-9._:@ -]{1,64}$/;
 
 export interface DeviceInput {
@@ -94,7 +97,7 @@ export class DeviceRegistry {
   async register(input: DeviceInput): Promise<{ device: DeviceRecord; token?: string; created: boolean }> {
     const id = typeof input.id === 'string' ? input.id.trim() : '';
     if (!isTopicSafe(id)) {
-      throw new OtaError('bad_field', 'id must be 1-128 characters of letters, digits and . _ : @ -', 'id');
+      throw new OtaError('bad_field', `id must be ${TOPIC_SAFE_RULE}`, 'id');
     }
     if (!isDialectName(input.dialect)) {
       throw new OtaError('bad_field', `dialect must be one of ${DIALECTS.join(', ')}`, 'dialect');
@@ -155,7 +158,7 @@ function parseAttributes(value: unknown): DeviceAttributes {
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
     if (v === undefined || v === null || v === '') continue;
     if (typeof v !== 'string' || !isTopicSafe(v)) {
-      throw new OtaError('bad_field', `attributes.${key} must be 1-128 characters of letters, digits and . _ : @ -`, `attributes.${key}`);
+      throw new OtaError('bad_field', `attributes.${key} must be ${TOPIC_SAFE_RULE}`, `attributes.${key}`);
     }
     out[key] = v;
   }

@@ -65,6 +65,9 @@ export class OtaRepository extends EventEmitter {
     this.firmware = new Catalogue(this.dir, this.blobs, options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES);
     this.devices = new DeviceRegistry(this.dir, this.secret);
     this.rollout = new RolloutStore(this.dir, this.now);
+    // Records an older version made for ids nobody registered (reports from any client on the
+    // broker): no assignment, no device, nothing to keep.
+    for (const s of [...this.rollout.records()]) if (!s.firmware && !this.devices.get(s.device)) this.rollout.forget(s.device);
     this.urlTtlSeconds = options.urlTtlSeconds ?? DEFAULT_URL_TTL_SECONDS;
     this.downloadPath = options.downloadPath ?? DEFAULT_DOWNLOAD_PATH;
     this.publicUrl = (options.publicUrl ?? '').replace(/\/+$/, '');

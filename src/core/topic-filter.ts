@@ -35,5 +35,7 @@ export function filterRegExp(filters: string[]): RegExp {
     });
     return source;
   });
-  return new RegExp(`^(?:${alternatives.join('|')})$`);
+  // dotAll: a topic level may hold any character but '/', line breaks included (\n, \r, \u2028),
+  // so `.` must match those too or `#` would stop at a newline where matches() does not.
+  return new RegExp(`^(?:${alternatives.join('|')})$`, 's');
 }

@@ -1,8 +1,8 @@
 import { OtaError } from '../core/types';
-import { assign, deviceView, registerDevice, statusFor, storeFirmware, unassign, UploadFields } from '../core/rollout/admin';
+import { assign, bodyParserError, checkFields, deviceView, registerDevice, requireJsonType, statusFor, storeFirmware, unassign, UploadFields } from '../core/rollout/admin';
 import { multipartBoundary, parseMultipart } from '../core/rollout/multipart';
 import { trackerFor } from '../core/rollout/tracker';
-import { Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
+import { ErrorHandler, Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
 import type { OtaRepositoryNode } from './repository-node';
 
 // The admin HTTP API under /ota on RED.httpAdmin (so behind adminAuth when it is on): firmware,
@@ -11,14 +11,22 @@ import type { OtaRepositoryNode } from './repository-node';
 // one closes. The work itself is in src/core/rollout/admin.ts.
 
 const PATHS = ['/ota/firmware', '/ota/firmware/:id', '/ota/devices', '/ota/devices/:id', '/ota/assignments', '/ota/rollout'];
+/** Where the body-parser error handler listens (prefixes: /ota/firmware covers /ota/firmware/:id). */
+const PREFIXES = ['/ota/firmware', '/ota/devices', '/ota/assignments', '/ota/rollout'];
 /** Room for multipart headers and fields around the image. */
 const MULTIPART_OVERHEAD = 64 * 1024;
 
 interface ApiState {
   repos: Map<string, OtaRepositoryNode>;
+  onBodyError: ErrorHandler;
 }
 // Keyed by router, not module-global: a test harness may start several runtimes in one process.
 const states = new WeakMap<Router, ApiState>();
+
+/** JSON routes take JSON (see requireJsonType). */
+function requireJson(req: HttpRequest): void {
+  requireJsonType(req.headers['content-type'], req.headers['content-length'], req.headers['transfer-encoding']);
+}
 
 function one(value: string | string[] | undefined, field: string): string | undefined {
   if (value === undefined || value === '') return undefined;
@@ -67,7 +75,7 @@ async function upload(req: HttpRequest, repoNode: OtaRepositoryNode): Promise<{ 
     deviceType: one(q.deviceType, 'deviceType'),
   };
   if (/^\s*(application\/json|application\/x-www-form-urlencoded|text\/)/i.test(type)) {
-    throw new OtaError('bad_body', 'send the image as application/octet-stream (title and version in the query) or as multipart/form-data', 'body');
+    throw new OtaError('unsupported_media_type', 'send the image as application/octet-stream (title and version in the query) or as multipart/form-data', 'body');
   }
   const max = repoNode.repo.firmware.maxImageBytes;
   if (/^\s*multipart\//i.test(type)) {
@@ -76,6 +84,7 @@ async function upload(req: HttpRequest, repoNode: OtaRepositoryNode): Promise<{ 
     const parts = parseMultipart(await readBody(req, max + MULTIPART_OVERHEAD), boundary);
     const file = parts.find((p) => p.filename !== undefined) ?? parts.find((p) => p.name === 'file' || p.name === 'image');
     if (!file) throw new OtaError('missing_file', 'the form has no file part (name it "file")', 'file');
+    checkFields(Object.fromEntries(parts.filter((p) => p !== file && p.filename === undefined).map((p) => [p.name, true])), 'upload');
     for (const key of ['title', 'version', 'tag', 'deviceType'] as const) {
       const part = parts.find((p) => p.name === key && p.filename === undefined);
       if (part) fields[key] = part.data.toString('utf8');
@@ -104,6 +113,13 @@ function send(res: HttpResponse, status: number, body: unknown): void {
   if (!res.headersSent) res.status(status).json(body);
 }
 
+/** The API's error shape, the same for every route and every failure. */
+function sendError(res: HttpResponse, status: number, err: OtaError): void {
+  // Stop reading a refused body: the client gets the answer and the connection closes.
+  if (status === 413 && !res.headersSent) res.setHeader('Connection', 'close');
+  send(res, status, { error: err.message, code: err.code, ...(err.field !== undefined ? { field: err.field } : {}) });
+}
+
 function routes(RED: NodeAPI, state: ApiState): void {
   const router = RED.httpAdmin;
   const read = RED.auth.needsPermission('ota.read');
@@ -123,12 +139,10 @@ function routes(RED: NodeAPI, state: ApiState): void {
         .then(() => fn(req, res, repoFor(req)))
         .catch((err: unknown) => {
           if (err instanceof OtaError) {
-            // Stop reading a refused upload: the client gets the answer and the connection closes.
-            if (err.code === 'image_too_large') res.setHeader('Connection', 'close');
-            send(res, statusFor(err, inPath), { error: err.message, field: err.field, code: err.code });
+            sendError(res, statusFor(err, inPath), err);
           } else {
             RED.log.error(`ota admin API: ${err instanceof Error ? err.message : String(err)}`);
-            send(res, 500, { error: 'internal error' });
+            sendError(res, 500, new OtaError('internal', 'internal error'));
           }
         });
     };
@@ -151,6 +165,7 @@ function routes(RED: NodeAPI, state: ApiState): void {
   router.get('/ota/devices', read, handle((_req, res, r) => send(res, 200, r.repo.devices.list().map((d) => deviceView(r.repo, d)))));
   router.get('/ota/devices/:id', read, handle((req, res, r) => send(res, 200, deviceView(r.repo, r.repo.devices.require(req.params.id))), true));
   router.post('/ota/devices', write, handle(async (req, res, r) => {
+    requireJson(req);
     const result = await registerDevice(r.repo, req.body);
     send(res, result.created ? 201 : 200, result);
   }));
@@ -162,9 +177,26 @@ function routes(RED: NodeAPI, state: ApiState): void {
     send(res, 200, deviceView(r.repo, device));
   }, true));
 
-  router.post('/ota/assignments', write, handle((req, res, r) => send(res, 200, assign(r.repo, trackerFor(r.repo), req.body))));
-  router.delete('/ota/assignments', write, handle((req, res, r) => send(res, 200, unassign(r.repo, trackerFor(r.repo), deleteBody(req)))));
+  router.post('/ota/assignments', write, handle(async (req, res, r) => {
+    requireJson(req);
+    send(res, 200, await assign(r.repo, trackerFor(r.repo), req.body));
+  }));
+  router.delete('/ota/assignments', write, handle((req, res, r) => {
+    requireJson(req);
+    send(res, 200, unassign(r.repo, trackerFor(r.repo), deleteBody(req)));
+  }));
   router.get('/ota/rollout', read, handle((_req, res, r) => send(res, 200, { summary: r.repo.rollout.summary(), devices: r.repo.rollout.list() })));
+  for (const app of parsingApps(router)) app.use(PREFIXES, state.onBodyError);
+}
+
+/**
+ * Where a body-parser error surfaces: RED.httpAdmin is the runtime's admin app, mounted in the
+ * editor API's app, which parses JSON and urlencoded bodies before ours runs. A parse error
+ * there skips every mounted app and reaches that app's end: the error handler goes there too
+ * (and on RED.httpAdmin itself, where a test harness parses bodies).
+ */
+function parsingApps(router: Router): Router[] {
+  return router.parent && typeof router.parent.use === 'function' ? [router, router.parent] : [router];
 }
 
 /** Makes a repository reachable through the admin API; the returned function detaches it. */
@@ -173,7 +205,16 @@ export function attachAdminApi(RED: NodeAPI, repoNode: OtaRepositoryNode): () =>
   if (!router || !RED.auth) return () => undefined;
   let state = states.get(router);
   if (!state) {
-    state = { repos: new Map() };
+    const onBodyError: ErrorHandler = (err, _req, res, next) => {
+      if (res.headersSent) {
+        next(err);
+        return;
+      }
+      const { status, error } = bodyParserError(err);
+      if (status >= 500) RED.log.error(`ota admin API: ${err instanceof Error ? err.message : String(err)}`);
+      sendError(res, status, error);
+    };
+    state = { repos: new Map(), onBodyError };
     states.set(router, state);
     routes(RED, state);
   }
@@ -183,6 +224,10 @@ export function attachAdminApi(RED: NodeAPI, repoNode: OtaRepositoryNode): () =>
     if (mine.repos.get(repoNode.id) === repoNode) mine.repos.delete(repoNode.id);
     if (mine.repos.size === 0 && states.get(router) === mine) {
       for (const p of PATHS) removeRoutes(router, p);
+      for (const app of parsingApps(router)) {
+        const stack = app._router?.stack ?? [];
+        for (let i = stack.length - 1; i >= 0; i--) if (stack[i].handle === mine.onBodyError) stack.splice(i, 1);
+      }
       states.delete(router);
     }
   };

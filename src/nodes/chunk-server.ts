@@ -6,6 +6,7 @@ import { optionsFromSettings, DeliverySettings } from '../core/dialects/options'
 import { NodeAPI, Node, NodeDef, NodeMessage, DoneFn, MqttBrokerNode } from './red';
 import { useRepository } from './repository-node';
 import { linkToBroker } from './broker-link';
+import { reportUnregistered } from './unregistered-report';
 
 // chunk-server: ThingsBoard and Tago chunk requests in (from mqtt in), chunks out (to mqtt out) on
 // the first output, progress derived from the requests on the second. Images come from a cache
@@ -47,6 +48,7 @@ export = function (RED: NodeAPI) {
     }
 
     const throttle = new ErrorThrottle();
+    const unregistered = reportUnregistered(node);
     let served = 0;
     let lastStatus = 0;
     let statusTimer: NodeJS.Timeout | undefined;
@@ -69,6 +71,7 @@ export = function (RED: NodeAPI) {
     }
     node.on('close', (_removed, done) => {
       clearTimeout(statusTimer);
+      unregistered.close();
       done();
     });
     node.status({ fill: 'grey', shape: 'ring', text: RED._('chunk-server.status.idle') });
@@ -80,6 +83,12 @@ export = function (RED: NodeAPI) {
         return;
       }
       if (result.replies.length || result.progress) deliver(result.replies, result.progress);
+      if (result.error?.code === 'unknown_device' && result.device) {
+        // The device got its error reply; the log gets a count once a minute, not a line per id.
+        unregistered.add(result.device);
+        done();
+        return;
+      }
       if (result.error) {
         node.status({ fill: 'red', shape: 'dot', text: result.error.code });
         // The device got its error reply; the log and Catch nodes get one per device per window.

@@ -1,6 +1,7 @@
 import { DialectName, OtaError, isDialectName } from '../core/types';
 import { deliveryFor } from '../core/chunking';
 import { AssignResult, AssignService, NoticeMsg, OtaCommand } from '../core/dialects/assign-service';
+import type { NoticeOutcome, ReportOutcomes } from '../core/rollout/tracker';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
 import type { DialectOptions } from '../core/dialects/dialect';
 import { NodeAPI, Node, NodeDef, NodeMessage, SendFn } from './red';
@@ -92,7 +93,7 @@ export = function (RED: NodeAPI) {
     });
 
     // Commands from the admin API and the retry timer, for the devices of our dialect(s).
-    const onCommand = (cmd: OtaCommand) => {
+    const onCommand = (cmd: OtaCommand, reportOutcomes?: ReportOutcomes) => {
       const devices = (Array.isArray(cmd?.devices) ? cmd.devices : [])
         .map((id) => repo.devices.get(id))
         .filter((d): d is NonNullable<typeof d> => !!d && service.handles(d.dialect));
@@ -108,17 +109,22 @@ export = function (RED: NodeAPI) {
         if (cmd.action === 'clear') return service.clear(devices, cmd.firmware);
         throw new OtaError('bad_command', `unknown command ${String(cmd.action)}`);
       };
-      run().then(
-        (result) => {
+      const outcome = run().then(
+        (result): NoticeOutcome[] => {
           if (cmd.firmware && (cmd.action === 'assign' || cmd.action === 'renotify')) for (const out of result.outs) (out as NoticeMsg).firmware = cmd.firmware;
           const err = report(result, node.send.bind(node), cmd.action === 'unassign' || cmd.action === 'clear' ? 'cleared' : 'notified');
           if (err) node.error(err.message);
+          return [...result.notified.map((device) => ({ device })), ...result.failed];
         },
-        (err: Error) => {
+        (err: Error): NoticeOutcome[] => {
           node.status({ fill: 'red', shape: 'dot', text: err instanceof OtaError ? err.code : 'error' });
           node.error(err.message);
+          const error = { code: err instanceof OtaError ? err.code : 'notice_failed', message: err.message };
+          return devices.map((d) => ({ device: d.id, error }));
         },
       );
+      // The tracker records a notice that could not be built as a failure of that device.
+      if (typeof reportOutcomes === 'function') reportOutcomes(outcome);
     };
     repo.on('command', onCommand);
     node.on('close', (_removed, done) => {

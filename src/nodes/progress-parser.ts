@@ -5,6 +5,7 @@ import type { DeviceState, RolloutSummary } from '../core/rollout/rollout-store'
 import { EventSource, policyFromSettings, trackerFor } from '../core/rollout/tracker';
 import { NodeAPI, Node, NodeDef, NodeMessage } from './red';
 import { useRepository } from './repository-node';
+import { reportUnregistered } from './unregistered-report';
 
 // progress-parser: device uplinks (any dialect), chunk-server progress and download events in;
 // normalised progress events (output 1) and rollout summaries (output 2) out. The rollout itself
@@ -68,6 +69,7 @@ export = function (RED: NodeAPI) {
     };
     tracker.on('progress', onProgress);
     tracker.on('summary', onSummary);
+    const unregistered = reportUnregistered(node);
 
     /** The events a message carries; an Error for input that is not progress in any form. */
     function eventsOf(msg: NodeMessage): ProgressEvent[] | Error {
@@ -113,6 +115,10 @@ export = function (RED: NodeAPI) {
       const out: NodeMessage[] = [];
       for (const ev of events) {
         if (!ev.device) continue;
+        if (!tracker.tracks(ev.device)) {
+          unregistered.add(ev.device);
+          continue;
+        }
         const result = tracker.record(ev, 'uplink');
         if (result) out.push(eventMsg(result.event, result.record));
       }
@@ -124,6 +130,7 @@ export = function (RED: NodeAPI) {
       tracker.off('progress', onProgress);
       tracker.off('summary', onSummary);
       tracker.removePolicy(node.id);
+      unregistered.close();
       done();
     });
   }

@@ -63,6 +63,8 @@ export interface HttpResponse extends ServerResponse {
   send(body?: unknown): HttpResponse;
 }
 export type Handler = (req: HttpRequest, res: HttpResponse, next: (err?: unknown) => void) => void;
+/** Express error middleware: four parameters, called with what a handler or parser passed to next(). */
+export type ErrorHandler = (err: unknown, req: HttpRequest, res: HttpResponse, next: (err?: unknown) => void) => void;
 
 export interface Router {
   get(path: string, ...handlers: Handler[]): void;
@@ -70,7 +72,10 @@ export interface Router {
   post(path: string, ...handlers: Handler[]): void;
   put(path: string, ...handlers: Handler[]): void;
   delete(path: string, ...handlers: Handler[]): void;
-  _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
+  use(path: string | string[], handler: ErrorHandler): void;
+  /** The app this one is mounted in (Express sets it): Node-RED's editor API, which parses admin bodies. */
+  parent?: Router;
+  _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> }; handle?: unknown }> };
 }
 
 /** Node-RED's runtime event bus (RED.events): 'flows:started', 'node-status', ... */

@@ -6,6 +6,13 @@ const { OtaRepository } = require('../../dist/core/repository');
 const { readEspAppDescription } = require('../../dist/core/firmware/esp-app-desc');
 const { imageOf, espImage, sha256, tempDir } = require('../support/images');
 
+/** The blobs on disk, by name (their SHA-256), temp files left out. */
+function blobsIn(dir) {
+  const root = path.join(dir, 'blobs');
+  if (!fs.existsSync(root)) return [];
+  return fs.readdirSync(root).flatMap((sub) => fs.readdirSync(path.join(root, sub))).filter((f) => !f.startsWith('.')).sort();
+}
+
 async function rejectsWith(promise, code) {
   await assert.rejects(promise, (err) => {
     assert.strictEqual(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
@@ -132,5 +139,56 @@ describe('firmware catalogue', () => {
     assert.strictEqual(repo.firmware.get(record.id), undefined);
     assert.strictEqual(repo.blobs.has(record.checksums.sha256), false);
     await rejectsWith(repo.deleteFirmware(record.id), 'unknown_firmware');
+  });
+  it('checks names read from an ESP-IDF image exactly like names typed in: control characters refused', async () => {
+    for (const [projectName, version, field] of [['evil\nname', '1.0.0', 'title'], ['\u001b[31mred', '1.0.0', 'title'], ['ok', '1.0.0\u0007-beep', 'version'], ['a\u2028b', '1.0.0', 'title']]) {
+      const image = espImage({ projectName, version });
+      await assert.rejects(repo.firmware.store({ image }), (err) => {
+        assert.strictEqual(err.code, 'bad_field', err.message);
+        assert.strictEqual(err.field, field);
+        assert.match(err.message, /ESP-IDF .*control characters/);
+        return true;
+      }, JSON.stringify(projectName));
+      // The same name typed in gets the same answer.
+      await rejectsWith(repo.firmware.store({ image: imageOf(64), title: projectName, version }), 'bad_field');
+    }
+    assert.deepStrictEqual(repo.firmware.list(), []);
+    assert.ok(!fs.existsSync(path.join(dir, 'blobs')) || blobsIn(dir).length === 0, 'no blob written');
+  });
+
+  describe('one writer per record', () => {
+    it('gives one of two concurrent stores of a version with different bytes a conflict, and leaves no orphan blob (10 rounds)', async () => {
+      for (let round = 0; round < 10; round++) {
+        const a = imageOf(20_000, `a${round}`);
+        const b = imageOf(20_000, `b${round}`);
+        const results = await Promise.allSettled([a, b].map((image) => repo.firmware.store({ image, title: 'race', version: `1.0.${round}` })));
+        const won = results.filter((r) => r.status === 'fulfilled');
+        const lost = results.filter((r) => r.status === 'rejected');
+        assert.strictEqual(won.length, 1, `round ${round}: ${results.map((r) => r.status).join(', ')}`);
+        assert.strictEqual(won[0].value.created, true);
+        assert.strictEqual(lost[0].reason.code, 'version_conflict');
+        const stored = repo.firmware.find('race', `1.0.${round}`);
+        assert.strictEqual(stored.checksums.sha256, won[0].value.record.checksums.sha256);
+      }
+      const shas = repo.firmware.list().map((r) => r.checksums.sha256).sort();
+      assert.deepStrictEqual(blobsIn(dir), shas, 'every blob has a record and every record its blob');
+    });
+
+    it('answers two concurrent stores of the same bytes with one created record and one idempotent repeat', async () => {
+      const image = imageOf(5000, 'same');
+      const [x, y] = await Promise.all([0, 1].map(() => repo.firmware.store({ image, title: 'twin', version: '2.0.0' })));
+      assert.deepStrictEqual([x.created, y.created].sort(), [false, true]);
+      assert.strictEqual(x.record.id, y.record.id);
+      assert.deepStrictEqual(blobsIn(dir), [sha256(image)]);
+    });
+
+    it('does not lose a blob that a store shares with a record being removed at the same time', async () => {
+      const image = imageOf(4000, 'shared');
+      const { record } = await repo.firmware.store({ image, title: 'old', version: '1.0.0' });
+      await Promise.all([repo.firmware.remove(record.id), repo.firmware.store({ image, title: 'new', version: '1.0.0' })]);
+      const kept = repo.firmware.find('new', '1.0.0');
+      assert.ok((await repo.firmware.read(kept)).equals(image));
+      assert.deepStrictEqual(blobsIn(dir), [sha256(image)]);
+    });
   });
 });

@@ -77,4 +77,13 @@ describe('device list', () => {
     await assert.rejects(repo.devices.register({ id: 'b', dialect: 'thingsboard', token: 'T' }), (e) => e.code === 'token_in_use');
     assert.deepStrictEqual(repo.devices.list().map((d) => d.id), ['a']);
   });
+
+  it('refuses the ids . and .. (path segments: a download URL or route naming them resolves elsewhere), with a clear error', async () => {
+    for (const id of ['.', '..', ' .. ']) {
+      await assert.rejects(repo.devices.register({ id, dialect: 'tencent' }), (e) => e.code === 'bad_field' && e.field === 'id' && /not \. or \.\./.test(e.message), id);
+    }
+    await assert.rejects(repo.devices.register({ id: 'd', dialect: 'biotz', attributes: { customer: '..' } }), (e) => e.field === 'attributes.customer');
+    for (const id of ['...', '.hidden', 'a..b', 'v1.2']) await repo.devices.register({ id, dialect: 'tencent' });
+    assert.deepStrictEqual(repo.devices.list().map((d) => d.id).sort(), ['...', '.hidden', 'a..b', 'v1.2']);
+  });
 });

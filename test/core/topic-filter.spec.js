@@ -26,4 +26,14 @@ describe('topic filters', function () {
     assert.ok(several.test('ota/d1/v2/fw/request/7/chunk/0'));
     assert.ok(!several.test('ota/d1/v1/devices/me/telemetry'));
   });
+
+  it('agree on topics holding line breaks (\\n, \\r, \\u2028, \\u2029): a level is anything but a slash', function () {
+    const odd = ['a/\n', 'a/b\nc', 'a/\r/c', 'a/\u2028', '\n/b', 'a/b/\u2029x', 'ota/d\n1/v2/fw/request/7/chunk/0', 'a\nb/x', 'a/b\n/c/d'];
+    for (const f of filters) {
+      const re = filterRegExp([f]);
+      for (const t of odd) assert.strictEqual(re.test(t), matches(f, t), `${f} vs ${JSON.stringify(t)}`);
+    }
+    assert.ok(filterRegExp(['a/#']).test('a/b\nc'), 'a/# reaches a topic with a newline below a/');
+    assert.ok(!filterRegExp(['a/b']).test('a/b\n'), 'a trailing newline is part of the level');
+  });
 });

@@ -87,4 +87,16 @@ describe('admin HTTP API with adminAuth on (real Node-RED)', function () {
     assert.strictEqual(body.published, false);
     assert.strictEqual(body.devices[0].state, 'assigned');
   });
+  it('answers malformed JSON and a wrong content type with the API\'s JSON errors, not Node-RED\'s HTML page', async () => {
+    const admin = await token('admin', 'admin-secret', '*');
+    const malformed = await call('POST', '/ota/devices', admin, '{"id":"d9",', 'application/json; charset=utf-8');
+    assert.strictEqual(malformed.status, 400);
+    assert.match(malformed.headers.get('content-type'), /^application\/json/);
+    const body = await malformed.json();
+    assert.deepStrictEqual([body.code, body.field], ['bad_json', 'body']);
+    assert.match(body.error, /^the body is not valid JSON/);
+    const form = await call('POST', '/ota/assignments', admin, 'firmware=x&devices=d1', 'application/x-www-form-urlencoded');
+    assert.strictEqual(form.status, 415);
+    assert.strictEqual((await form.json()).code, 'unsupported_media_type');
+  });
 });

@@ -85,10 +85,10 @@ describe('chunk-server', function () {
       const [t] = await ask('ota/d1/v2/fw/request/1/chunk/x', '100', ['ota/d1/v2/fw/error']);
       assert.strictEqual(t, 'ota/d1/v2/fw/error');
     }
-    await ask('ota/ghost/v2/fw/request/1/chunk/0', '100', ['ota/ghost/v2/fw/error']);
+    await ask('ota/t1/tago/data/post', '{"variable":"firmware_request","value":-3}', ['ota/t1/tago/data/post']);
     assert.strictEqual(reported.length, 2, reported.join('\n'));
     assert.match(reported[0], /d1/);
-    assert.match(reported[1], /unknown device ghost/, 'another device\'s error is still reported');
+    assert.match(reported[1], /tago device t1/, 'another device\'s error is still reported');
     const [, good] = await ask('ota/d1/v2/fw/request/1/chunk/0', '100', ['ota/d1/v2/fw/response/1/chunk/0']);
     assert.deepStrictEqual(good, bytes.subarray(0, 100));
   });

@@ -35,12 +35,13 @@ describe('delivery: sming', function () {
     assert.strictEqual(devices.sha256(got.image), fw.checksums.sha256);
   });
 
-  it('refuses patch 128 in varint mode and says why; nothing is recorded', async function () {
+  it('refuses patch 128 in varint mode and says why; nothing is sent and the device is failed with that reason', async function () {
     const repo = await env.load({ dialect: 'sming', assign: { app: 'test', smingEncoding: 'varint' } });
     const fw = (await repo.firmware.store({ image: image(10), title: 'app', version: '4.3.128' })).record;
     const err = await receive(helper.getNode('assign'), { firmware: fw, devices: { id: 's3', dialect: 'sming' } });
     assert.match(String(err), /varint.*127/);
-    assert.strictEqual(repo.rollout.get('s3'), undefined);
+    const s3 = repo.rollout.get('s3');
+    assert.deepStrictEqual([s3.state, s3.attempts, s3.retained, s3.lastError.code], ['failed', 0, undefined, 'patch_too_large']);
   });
 
   it('warns when the image is over the configured broker message limit', async function () {

@@ -1,5 +1,5 @@
 import type { OtaRepository } from '../repository';
-import { DeviceRecord, DialectName, FirmwareRecord, MqttOut, OtaError, isDialectName } from '../types';
+import { DeviceRecord, DialectName, FirmwareRecord, MqttOut, OtaError, ProgressError, isDialectName } from '../types';
 import type { Delivery } from '../chunking';
 import type { DialectOptions, FirmwareRef } from './dialect';
 import { dialectFor } from './index';
@@ -22,6 +22,8 @@ export interface AssignResult {
   /** Devices already running the firmware: recorded, not notified. */
   upToDate: string[];
   errors: string[];
+  /** Devices whose notice could not be built, with the reason (also in `errors`). */
+  failed: Array<{ device: string; error: ProgressError }>;
   warnings: string[];
 }
 
@@ -48,7 +50,7 @@ const memos = new WeakMap<AssignResult, Map<string, MqttOut[]>>();
 const retainedOf = new WeakMap<AssignResult, Map<string, string>>();
 
 function empty(): AssignResult {
-  return { outs: [], notified: [], upToDate: [], errors: [], warnings: [] };
+  return { outs: [], notified: [], upToDate: [], errors: [], failed: [], warnings: [] };
 }
 
 function str(value: unknown): string | undefined {
@@ -125,15 +127,19 @@ export class AssignService {
   /** Records the assignment and builds each device's notice. `reassign` false keeps an identical assignment as it is. */
   async assign(firmware: FirmwareRecord, devices: DeviceRecord[], reassign = true, result = empty()): Promise<AssignResult> {
     for (const device of devices) {
-      const outs = await this.notice(device, firmware, result);
-      if (!outs) continue;
       const current = this.repo.rollout.get(device.id);
       const state = reassign || current?.firmware !== firmware.id ? this.repo.rollout.assign(device.id, device.dialect, firmware) : current;
       if (state?.state === 'updated') {
         result.upToDate.push(device.id);
         continue;
       }
-      this.sent(device, outs, result);
+      const outs = await this.notice(device, firmware, result);
+      if (outs) this.sent(device, outs, result);
+      else {
+        // Assigned, and failed with the reason: the rollout shows it, not only a log line.
+        const failure = result.failed.find((f) => f.device === device.id);
+        if (failure) this.repo.rollout.markFailed(device.id, failure.error, firmware.id);
+      }
     }
     this.recordRetained(result);
     return result;
@@ -154,7 +160,9 @@ export class AssignService {
       const firmware = this.repo.firmware.get(id);
       if (!firmware) {
         const label = given ? `${given.title} ${given.version}` : state?.target ? `${state.target.title} ${state.target.version}` : id;
-        result.errors.push(`${device.id}: its assigned firmware ${label} was deleted; assign another`);
+        const message = `its assigned firmware ${label} was deleted; assign another`;
+        result.errors.push(`${device.id}: ${message}`);
+        result.failed.push({ device: device.id, error: { code: 'unknown_firmware', message } });
         continue;
       }
       const outs = await this.notice(device, firmware, result);
@@ -281,7 +289,9 @@ export class AssignService {
       }
       return outs;
     } catch (err) {
-      result.errors.push(`${device.id}: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      result.errors.push(`${device.id}: ${message}`);
+      result.failed.push({ device: device.id, error: { code: err instanceof OtaError ? err.code : 'notice_failed', message } });
       return undefined;
     }
   }

@@ -1,6 +1,7 @@
 import type { ProgressEvent, ProgressState } from '../types';
 import type { Dialect } from './dialect';
 import { fill, filterOf, isObject, json, match, now, templatesOf, varsOf } from './topics';
+import { own } from '../own';
 
 // Tencent IoT Hub OTA (seed 003): update_firmware with a URL and MD5 on $ota/update/{product}/{device};
 // report_version and report_progress come back on $ota/report/{product}/{device}.
@@ -11,7 +12,7 @@ const TOPICS = {
 };
 
 /** The seed's result codes. */
-export const RESULT_CODES: Record<string, string> = {
+export const RESULT_CODES: Readonly<Record<string, string>> = {
   '-1': 'download timed out',
   '-2': 'file does not exist',
   '-3': 'signature expired',
@@ -19,7 +20,7 @@ export const RESULT_CODES: Record<string, string> = {
   '-5': 'firmware update failed',
 };
 
-const STATES: Record<string, ProgressState> = {
+const STATES: Readonly<Record<string, ProgressState>> = {
   downloading: 'downloading',
   burning: 'updating',
   done: 'updated',
@@ -80,7 +81,7 @@ export const tencent: Dialect = {
         progress = p.ok ? p.value : undefined;
       }
       if (!isObject(progress)) return { kind: 'invalid', device, error: 'report_progress: report.progress must be an object' };
-      const state = typeof progress.state === 'string' ? STATES[progress.state] : undefined;
+      const state = typeof progress.state === 'string' ? own(STATES, progress.state) : undefined;
       if (!state) return { kind: 'invalid', device, error: `report_progress: unknown state ${JSON.stringify(progress.state)}` };
       const event: ProgressEvent = { device, dialect: 'tencent', state, at };
       if (state === 'downloading') {
@@ -91,7 +92,7 @@ export const tencent: Dialect = {
       if (state === 'updated' && typeof report.version === 'string') event.version = report.version;
       if (state === 'failed') {
         const code = String(progress.result_code ?? '');
-        const known = RESULT_CODES[code];
+        const known = own(RESULT_CODES, code);
         const given = typeof progress.result_msg === 'string' && progress.result_msg !== '' ? progress.result_msg : undefined;
         event.error = {
           code: Number.isFinite(Number(code)) && code !== '' ? Number(code) : code || 'fail',

@@ -1,6 +1,7 @@
 import type { ChecksumAlgorithm, FirmwareRecord, ProgressEvent, ProgressState } from '../types';
 import type { ChunkRequest, Dialect, DialectOptions, Uplink } from './dialect';
 import { fill, filterOf, index, isObject, json, match, now, templatesOf, text, varsOf } from './topics';
+import { own } from '../own';
 
 // ThingsBoard's MQTT firmware API (seed 004): shared attributes announce the firmware, the device
 // pulls chunks on v2/fw/request/{requestId}/chunk/{n} and reports fw_state as telemetry.
@@ -30,7 +31,7 @@ const ALGORITHM_NAMES: Record<ChecksumAlgorithm, string> = {
   murmur3_128: 'MURMUR3_128',
 };
 
-const STATES: Record<string, ProgressState> = {
+const STATES: Readonly<Record<string, ProgressState>> = {
   DOWNLOADING: 'downloading',
   DOWNLOADED: 'downloaded',
   VERIFIED: 'verified',
@@ -75,7 +76,7 @@ function telemetryEvents(value: unknown, device: string): ProgressEvent[] | stri
     const title = typeof values.current_fw_title === 'string' ? values.current_fw_title : undefined;
     let state: ProgressState | undefined;
     if (raw !== undefined) {
-      state = typeof raw === 'string' ? STATES[raw.toUpperCase()] : undefined;
+      state = typeof raw === 'string' ? own(STATES, raw.toUpperCase()) : undefined;
       if (!state) return `unknown fw_state ${JSON.stringify(raw)}`;
     } else if (version !== undefined) {
       state = 'notified'; // a bare version report: the device says what it runs
@@ -196,7 +197,10 @@ export const thingsboard: Dialect = {
     if (firmware) {
       const all: Record<string, string | number> = sharedAttributes(firmware, options);
       // No keys named: ThingsBoard answers with all of them.
-      for (const key of request.keys.length ? request.keys : FW_KEYS) if (key in all) shared[key] = all[key];
+      for (const key of request.keys.length ? request.keys : FW_KEYS) {
+        const value = own(all, key);
+        if (value !== undefined) shared[key] = value;
+      }
     }
     return {
       topic: fill(t.attributeResponse, { device: request.device, requestId: request.requestId }, 'thingsboard attributes'),

@@ -1,6 +1,7 @@
 import { DeviceRecord, DialectName, FirmwareRecord, NAMESPACED_DIALECTS, OtaError } from '../types';
 import type { DialectOptions, TopicTemplates } from './dialect';
 import { escapeRegExp } from '../topic-filter';
+import { own } from '../own';
 
 // Topic templates: `{name}` placeholders, filled for downlinks, matched for uplinks. A template
 // compiles once into a regular expression with named groups; uplinks then cost one regex match.
@@ -134,7 +135,7 @@ export function fill(template: string, vars: Record<string, string | number | un
   let out = parts[0];
   for (let i = 1; i < parts.length; i += 2) {
     const name = parts[i];
-    const value = vars[name];
+    const value = own(vars, name); // a template's {constructor} is a missing value, not Object's
     if (value === undefined || value === '') {
       throw new OtaError('missing_attribute', `${what}: the topic ${template} needs {${name}}; give the device the attribute "${name}" or set it on the node`, name);
     }

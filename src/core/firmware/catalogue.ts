@@ -10,6 +10,7 @@ import { BlobStore } from './blob-store';
 export const DEFAULT_MAX_IMAGE_BYTES = 16 * 1024 * 1024;
 const MAX_TITLE_LENGTH = 128;
 const MAX_TAG_LENGTH = 128;
+const MAX_VERSION_LENGTH = 64;
 
 export interface FirmwareInput {
   image: Buffer;
@@ -32,14 +33,22 @@ export function firmwareId(title: string, version: string): string {
   return createHash('sha256').update(`${title}\u0000${version}`).digest('hex').slice(0, 16);
 }
 
-function cleanText(value: unknown, field: string, max: number): string | undefined {
+// Control characters (C0, DEL, C1) and the Unicode line and paragraph separators would corrupt
+// topics, JSON notices and log lines.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * The one check every name goes through, typed in (msg, query, form) or read from the image
+ * (ESP-IDF project_name and version): `origin` says where it came from in the error.
+ */
+export function cleanText(value: unknown, field: string, max: number, origin?: string): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  if (typeof value !== 'string') throw new OtaError('bad_field', `${field} must be a string`, field);
+  const label = origin ? `${field} (${origin})` : field;
+  if (typeof value !== 'string') throw new OtaError('bad_field', `${label} must be a string`, field);
   const text = value.trim();
-  // Control characters would corrupt topics, JSON notices and logs.
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(text)) throw new OtaError('bad_field', `${field} contains control characters`, field);
-  if (text.length > max) throw new OtaError('bad_field', `${field} is longer than ${max} characters`, field);
+  if (CONTROL.test(text)) throw new OtaError('bad_field', `${label} contains control characters`, field);
+  if (text.length > max) throw new OtaError('bad_field', `${label} is longer than ${max} characters`, field);
   return text || undefined;
 }
 
@@ -47,6 +56,8 @@ function cleanText(value: unknown, field: string, max: number): string | undefin
 export class Catalogue {
   private readonly records = new Map<string, FirmwareRecord>();
   private readonly doc: JsonDocument<FirmwareRecord[]>;
+  /** The tail of the write queue: stores and removals run one at a time (see serially). */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(
     dir: string,
@@ -95,13 +106,13 @@ export class Catalogue {
       throw new OtaError('image_too_large', `the image is ${image.length} bytes, over the limit of ${this.maxImageBytes}`, 'payload');
     }
     let title = cleanText(input.title, 'title', MAX_TITLE_LENGTH);
-    let version = cleanText(input.version, 'version', 64);
+    let version = cleanText(input.version, 'version', MAX_VERSION_LENGTH);
     let source: FirmwareRecord['source'] = input.source ?? 'msg';
     if (!title || !version) {
       const desc = readEspAppDescription(image);
       if (desc) {
-        title = title ?? (desc.projectName || undefined);
-        version = version ?? (desc.version || undefined);
+        title = title ?? cleanText(desc.projectName, 'title', MAX_TITLE_LENGTH, "the image's ESP-IDF project_name");
+        version = version ?? cleanText(desc.version, 'version', MAX_VERSION_LENGTH, "the image's ESP-IDF version");
         source = 'esp-app-desc';
       }
     }
@@ -115,40 +126,72 @@ export class Catalogue {
     const deviceType = cleanText(input.deviceType, 'deviceType', MAX_TITLE_LENGTH);
     const id = firmwareId(title, clean);
     const checksums = computeChecksums(image);
-    const existing = this.records.get(id);
-    if (existing) {
-      if (existing.checksums.sha256 === checksums.sha256) return { record: existing, created: false };
-      throw new OtaError(
-        'version_conflict',
-        `${title} ${clean} is already stored with different bytes (sha256 ${existing.checksums.sha256.slice(0, 12)}…); give the new image a new version`,
-        'version',
-      );
+    const stored = await this.serially(async () => {
+      const existing = this.records.get(id);
+      if (existing) {
+        if (existing.checksums.sha256 === checksums.sha256) return { record: existing, created: false };
+        throw new OtaError(
+          'version_conflict',
+          `${title} ${clean} is already stored with different bytes (sha256 ${existing.checksums.sha256.slice(0, 12)}…); give the new image a new version`,
+          'version',
+        );
+      }
+      await this.blobs.put(image);
+      const record: FirmwareRecord = {
+        id,
+        title,
+        version: clean,
+        tag,
+        ...(deviceType ? { deviceType } : {}),
+        size: image.length,
+        checksums,
+        source,
+        createdAt: new Date().toISOString(),
+      };
+      this.records.set(id, record);
+      return { record, created: true };
+    });
+    if (!stored.created) return stored;
+    // Outside the queue, so that a burst of stores shares one write of catalogue.json.
+    try {
+      await this.doc.save();
+    } catch (err) {
+      // Not on disk: not stored. The blob goes too unless another record has the same bytes.
+      await this.serially(async () => {
+        if (this.records.get(id) === stored.record) this.records.delete(id);
+        await this.removeBlobUnlessShared(checksums.sha256);
+      });
+      throw err;
     }
-    await this.blobs.put(image);
-    const record: FirmwareRecord = {
-      id,
-      title,
-      version: clean,
-      tag,
-      ...(deviceType ? { deviceType } : {}),
-      size: image.length,
-      checksums,
-      source,
-      createdAt: new Date().toISOString(),
-    };
-    this.records.set(id, record);
-    await this.doc.save();
-    return { record, created: true };
+    return stored;
+  }
+
+  /**
+   * Runs catalogue writes one at a time. A store checks for the version, writes the blob and
+   * then the record, with awaits in between: two uploads of one version with different bytes
+   * would both pass the check, both get "created", and the first one's blob would be left with
+   * no record. Queued, the second sees the first's record and gets a version conflict.
+   */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(work, work);
+    this.writes = run.catch(() => undefined);
+    return run;
+  }
+
+  private async removeBlobUnlessShared(sha256: string): Promise<void> {
+    const shared = [...this.records.values()].some((r) => r.checksums.sha256 === sha256);
+    if (!shared) await this.blobs.remove(sha256);
   }
 
   /** Removes a record; the blob goes too unless another record has the same bytes. */
-  async remove(id: string): Promise<FirmwareRecord> {
-    const record = this.resolve(id);
-    this.records.delete(id);
-    await this.doc.save();
-    const shared = [...this.records.values()].some((r) => r.checksums.sha256 === record.checksums.sha256);
-    if (!shared) await this.blobs.remove(record.checksums.sha256);
-    return record;
+  remove(id: string): Promise<FirmwareRecord> {
+    return this.serially(async () => {
+      const record = this.resolve(id);
+      this.records.delete(record.id);
+      await this.doc.save();
+      await this.removeBlobUnlessShared(record.checksums.sha256);
+      return record;
+    });
   }
 
   read(record: FirmwareRecord): Promise<Buffer> {
@@ -159,7 +202,9 @@ export class Catalogue {
     return this.blobs.pathOf(record.checksums.sha256);
   }
 
-  flush(): Promise<void> {
-    return this.doc.flush();
+  /** Waits for queued stores and removals, then for the catalogue file. */
+  async flush(): Promise<void> {
+    await this.writes;
+    await this.doc.flush();
   }
 }

@@ -32,16 +32,78 @@ export function statusFor(err: unknown, inPath = false): number {
     case 'token_in_use':
       return 409;
     case 'image_too_large':
+    case 'body_too_large':
       return 413;
+    case 'unsupported_media_type':
+      return 415;
     default:
       return 400;
   }
 }
 
-function objectBody(body: unknown): Record<string, unknown> {
+/** The fields each request body may have: anything else is a mistake worth naming, not dropping. */
+export const BODY_FIELDS = {
+  device: ['id', 'dialect', 'token', 'deviceSecret', 'attributes', 'tags'],
+  assignment: ['firmware', 'devices', 'tag'],
+  upload: ['title', 'version', 'tag', 'deviceType'],
+} as const;
+/** Attributes the dialects' topics use: sent beside `id` they were silently lost (Tencent `product`). */
+const ATTRIBUTE_NAMES = ['product', 'customer', 'app'];
+
+/** Refuses a field `kind` does not have, naming it (cut short: it is the caller's text). */
+export function checkFields(o: object, kind: keyof typeof BODY_FIELDS): void {
+  const allowed: readonly string[] = BODY_FIELDS[kind];
+  for (const key of Object.keys(o)) {
+    if (allowed.includes(key)) continue;
+    const name = key.length > 64 ? `${key.slice(0, 64)}…` : key;
+    const hint = kind === 'device' && ATTRIBUTE_NAMES.includes(key)
+      ? `: a device's ${key} is one of its attributes, {"attributes": {"${key}": …}}`
+      : `: ${kind === 'upload' ? 'an upload' : `a ${kind}`} has ${allowed.join(', ')}`;
+    throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)}${hint}`, name);
+  }
+}
+
+/**
+ * JSON routes take what Node-RED's JSON parser reads (application/json): a form, text or a
+ * vendor +json body is refused, not half-read by the urlencoded parser or read as empty.
+ */
+export function requireJsonType(contentType: unknown, contentLength: unknown, transferEncoding: unknown): void {
+  const length = Number(contentLength);
+  const hasBody = (Number.isFinite(length) && length > 0) || transferEncoding !== undefined;
+  if (!hasBody) return;
+  const type = String(contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'application/json') return;
+  throw new OtaError('unsupported_media_type', `send a JSON object with Content-Type: application/json (got ${type ? JSON.stringify(type.slice(0, 64)) : 'none'})`, 'body');
+}
+
+/**
+ * What to answer for an error Node-RED's body parsers (body-parser) raise before any route runs:
+ * malformed JSON, a body over apiMaxLength, an unknown charset. The body is never quoted back
+ * (it may hold a device token): a JSON.parse message can carry a piece of it.
+ */
+export function bodyParserError(err: unknown): { status: number; error: OtaError } {
+  const e = (err ?? {}) as { type?: unknown; status?: unknown; limit?: unknown; message?: unknown };
+  const status = typeof e.status === 'number' && e.status >= 400 && e.status < 600 ? e.status : 500;
+  switch (e.type) {
+    case 'entity.parse.failed': {
+      const at = /position (\d+)/.exec(String(e.message ?? ''));
+      return { status: 400, error: new OtaError('bad_json', `the body is not valid JSON${at ? ` (at byte ${at[1]})` : ''}`, 'body') };
+    }
+    case 'entity.too.large':
+      return { status: 413, error: new OtaError('body_too_large', `the body is over the limit of ${typeof e.limit === 'number' ? `${e.limit} bytes` : 'the admin API'}`, 'body') };
+    case 'charset.unsupported':
+    case 'encoding.unsupported':
+      return { status: 415, error: new OtaError('unsupported_media_type', 'send the body as UTF-8 JSON, without a content encoding', 'body') };
+  }
+  if (status < 500) return { status, error: new OtaError('bad_body', 'the request body could not be read', 'body') };
+  return { status: 500, error: new OtaError('internal', 'internal error') };
+}
+
+function objectBody(body: unknown, kind: keyof typeof BODY_FIELDS): Record<string, unknown> {
   if (!body || typeof body !== 'object' || Array.isArray(body) || Buffer.isBuffer(body)) {
     throw new OtaError('bad_body', 'send a JSON object (Content-Type: application/json)', 'body');
   }
+  checkFields(body, kind);
   return body as Record<string, unknown>;
 }
 
@@ -82,28 +144,38 @@ function devicesOf(repo: OtaRepository, body: Record<string, unknown>, known: (i
 
 export interface AssignResult {
   firmware: FirmwareRecord;
+  /** Each device's record once its notice went out or failed (`failed`, with lastError saying why). */
   devices: DeviceState[];
-  /** False when no ota-assign node is deployed to send the notices: devices stay `assigned`. */
+  /**
+   * False when no notice went out: no ota-assign node is deployed (devices stay `assigned`), or
+   * none of the notices could be built (devices `failed`).
+   */
   published: boolean;
   warning?: string;
 }
 
-export function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): AssignResult {
-  const o = objectBody(body);
+export async function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): Promise<AssignResult> {
+  const o = objectBody(body, 'assignment');
   if (o.firmware === undefined) throw new OtaError('bad_field', 'firmware is required', 'firmware');
   const firmware = firmwareOf(repo, o.firmware);
   const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
-  const { records, published } = tracker.assign(firmware, devices);
-  return {
-    firmware,
-    devices: records,
-    published,
-    ...(published ? {} : { warning: 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent' }),
-  };
+  const assigned = tracker.assign(firmware, devices);
+  await assigned.settled;
+  const records = assigned.records.map((r) => repo.rollout.get(r.device) ?? r);
+  const failed = records.filter((r) => r.state === 'failed' && r.firmware === firmware.id);
+  const toNotify = records.filter((r) => r.state !== 'updated').length;
+  const published = assigned.published && (toNotify === 0 || failed.length < toNotify);
+  let warning: string | undefined;
+  if (!assigned.published) warning = 'no ota-assign node is deployed for this repository: the devices are assigned, but no notice was sent';
+  else if (failed.length) {
+    const shown = failed.slice(0, 5).map((r) => `${r.device}: ${r.lastError?.message ?? 'failed'}`).join('; ');
+    warning = `${failed.length} notice${failed.length === 1 ? '' : 's'} could not be built: ${shown}${failed.length > 5 ? ` and ${failed.length - 5} more` : ''}`;
+  }
+  return { firmware, devices: records, published, ...(warning ? { warning } : {}) };
 }
 
 export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): { devices: DeviceState[] } {
-  const o = objectBody(body);
+  const o = objectBody(body, 'assignment');
   const firmware = o.firmware !== undefined ? firmwareOf(repo, o.firmware) : undefined;
   // A device that was removed from the list may still hold an assignment: it can be unassigned.
   const known = (id: string): DeviceRecord | undefined => {
@@ -120,7 +192,7 @@ export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unk
 }
 
 export async function registerDevice(repo: OtaRepository, body: unknown): Promise<{ device: DeviceView; token?: string; created: boolean }> {
-  const o = objectBody(body);
+  const o = objectBody(body, 'device');
   const { device, token, created } = await repo.devices.register({
     id: o.id,
     dialect: o.dialect,

@@ -1,6 +1,8 @@
 import type { DownloadEvent } from '../firmware/download';
 import { DialectName, ProgressError, ProgressEvent, ProgressState, PROGRESS_STATES, isDialectName } from '../types';
 import type { DeviceState } from './rollout-store';
+import { RESULT_CODES as TENCENT_RESULT_CODES } from '../dialects/tencent';
+import { own } from '../own';
 
 // Turning what arrives (chunk-server events, download events, hand-made messages) into
 // ProgressEvents, and records into the normalised events progress-parser sends.
@@ -19,19 +21,13 @@ export interface NormalisedEvent {
 }
 
 /** Tencent's fail result codes (IoT Hub OTA documentation), for reports with an empty result_msg. */
-export const TENCENT_RESULT_CODES: Readonly<Record<string, string>> = {
-  '-1': 'download timed out',
-  '-2': 'file does not exist',
-  '-3': 'signature expired',
-  '-4': 'MD5 mismatch',
-  '-5': 'firmware update failed',
-};
+export { RESULT_CODES as TENCENT_RESULT_CODES } from '../dialects/tencent';
 
 /** Fills in a message the device left empty, where the dialect defines one for the code. */
 export function explainError(dialect: DialectName, error: ProgressError | undefined): ProgressError | undefined {
   if (!error) return undefined;
   if (error.message) return error;
-  const known = dialect === 'tencent' ? TENCENT_RESULT_CODES[String(error.code)] : undefined;
+  const known = dialect === 'tencent' ? own(TENCENT_RESULT_CODES, String(error.code)) : undefined;
   return { code: error.code, message: known ?? `error ${error.code}` };
 }
 

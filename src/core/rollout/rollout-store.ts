@@ -171,6 +171,27 @@ export class RolloutStore {
     });
   }
 
+  /**
+   * Its notice could not be built or sent (a topic attribute missing, the image gone): the device
+   * is failed with that reason, not left looking notified. Only while the notice is what it waits
+   * for (assigned, notified) and, given `firmwareId`, for that assignment.
+   */
+  markFailed(device: string, error: ProgressError, firmwareId?: string): DeviceState | undefined {
+    const s = this.states.get(device);
+    if (!s?.firmware || (firmwareId !== undefined && s.firmware !== firmwareId)) return undefined;
+    if (s.state !== 'assigned' && s.state !== 'notified') return undefined;
+    return this.change(device, () => {
+      const at = this.stamp();
+      s.state = 'failed';
+      s.stateSince = at;
+      s.progressAt = at;
+      delete s.inferred;
+      delete s.percent;
+      s.lastError = error;
+      return s;
+    });
+  }
+
   unassign(device: string): DeviceState | undefined {
     const s = this.states.get(device);
     if (!s) return undefined;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'events';
 import type { OtaRepository } from '../repository';
 import type { DownloadEvent } from '../firmware/download';
-import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressEvent, isDialectName } from '../types';
+import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent, isDialectName } from '../types';
 import { Dialect, dialectFor, leavesBySignal } from '../dialects';
 import { matches } from '../topic-filter';
 import { DeviceState, RolloutSummary, hasReceived, isActive } from './rollout-store';
@@ -41,6 +41,20 @@ export interface RepositoryCommand {
   firmware?: FirmwareRecord;
   devices: string[];
 }
+
+/** One device's notice: sent, or not built, with the reason. */
+export interface NoticeOutcome {
+  device: string;
+  error?: ProgressError;
+}
+
+/**
+ * The second argument of an assign or renotify 'command' event: a listener that builds notices
+ * (ota-assign) hands it the promise of what became of each device's notice. A device whose
+ * notice no listener could build is then `failed` with the reason, not left `notified` with only
+ * a log line saying otherwise.
+ */
+export type ReportOutcomes = (outcomes: Promise<NoticeOutcome[]>) => void;
 
 export type EventSource = 'uplink' | 'download' | 'presence' | 'timeout' | 'retry' | 'admin';
 
@@ -138,8 +152,20 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     if (this.policies.delete(owner)) this.rearm();
   }
 
-  /** Applies one event; returns what changed (undefined when nothing a user would see did). */
+  /**
+   * Whether events of this device are tracked: registered devices only. Anyone on the broker can
+   * publish a report for any id; a record per such id would survive restarts and fill the file.
+   */
+  tracks(device: string): boolean {
+    return this.repo.devices.get(device) !== undefined;
+  }
+
+  /**
+   * Applies one event; returns what changed (undefined when nothing a user would see did, or the
+   * device is not registered: see tracks()).
+   */
   record(event: ProgressEvent, source: EventSource = 'uplink'): { event: NormalisedEvent; record: DeviceState } | undefined {
+    if (!this.tracks(event.device)) return undefined;
     const before = this.repo.rollout.get(event.device)?.state;
     const record = this.repo.rollout.apply(event);
     if (!record) return undefined;
@@ -150,21 +176,25 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     return { event: out, record };
   }
 
-  /** Assigns a firmware and, when an ota-assign node listens, has the notices sent. */
-  assign(firmware: FirmwareRecord, devices: DeviceRecord[]): { records: DeviceState[]; published: boolean } {
+  /**
+   * Assigns a firmware and, when an ota-assign node listens, has the notices sent. `settled`
+   * resolves once every listener has said what became of the notices (failures recorded).
+   */
+  assign(firmware: FirmwareRecord, devices: DeviceRecord[]): { records: DeviceState[]; published: boolean; settled: Promise<void> } {
     const records = devices.map((d) => this.repo.rollout.assign(d.id, d.dialect, firmware));
     const published = this.repo.listenerCount('command') > 0;
     const toNotify = records.filter((r) => r.state !== 'updated').map((r) => r.device);
     for (const r of records) this.emit('progress', normalise(r), r, 'admin');
+    let settled = Promise.resolve();
     if (published && toNotify.length) {
       for (const id of toNotify) {
         const r = this.repo.rollout.markNotified(id);
         if (r) this.emit('progress', normalise(r), r, 'admin');
       }
-      this.command({ action: 'assign', firmware, devices: toNotify });
+      settled = this.command({ action: 'assign', firmware, devices: toNotify });
     }
     this.emitSummary();
-    return { records: records.map((r) => this.repo.rollout.get(r.device) ?? r), published };
+    return { records: records.map((r) => this.repo.rollout.get(r.device) ?? r), published, settled };
   }
 
   /** Unassigns devices; the flow withdraws their notices (ThingsBoard deleted attributes, empty retained publish). */
@@ -178,7 +208,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
       out.push(r);
       if (firmware) byFirmware.set(firmware, [...(byFirmware.get(firmware) ?? []), id]);
     }
-    for (const [id, list] of byFirmware) this.command({ action: 'unassign', firmware: this.repo.firmware.get(id), devices: list });
+    for (const [id, list] of byFirmware) void this.command({ action: 'unassign', firmware: this.repo.firmware.get(id), devices: list });
     this.emitSummary();
     return out;
   }
@@ -187,8 +217,33 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     return this.repo.rollout.summary();
   }
 
-  private command(cmd: RepositoryCommand): void {
-    this.repo.emit('command', cmd);
+  /** Emits a command; resolves once the listeners' notice outcomes are recorded. */
+  private command(cmd: RepositoryCommand): Promise<void> {
+    const outcomes: Array<Promise<NoticeOutcome[]>> = [];
+    const report: ReportOutcomes = (p) => void outcomes.push(p);
+    if (cmd.action === 'assign' || cmd.action === 'renotify') this.repo.emit('command', cmd, report);
+    else this.repo.emit('command', cmd);
+    if (!outcomes.length) return Promise.resolve();
+    return Promise.allSettled(outcomes).then((settled) => this.noticesSettled(cmd, settled));
+  }
+
+  /** A device whose notice failed with every listener that tried (and went out with none) is failed. */
+  private noticesSettled(cmd: RepositoryCommand, settled: Array<PromiseSettledResult<NoticeOutcome[]>>): void {
+    const sent = new Set<string>();
+    const failed = new Map<string, ProgressError>();
+    for (const s of settled) {
+      if (s.status !== 'fulfilled' || !Array.isArray(s.value)) continue;
+      for (const o of s.value) {
+        if (!o.error) sent.add(o.device);
+        else if (!failed.has(o.device)) failed.set(o.device, o.error);
+      }
+    }
+    for (const [device, error] of failed) {
+      if (sent.has(device)) continue;
+      const r = this.repo.rollout.markFailed(device, error, cmd.firmware?.id);
+      if (r) this.emit('progress', normalise(r), r, 'admin');
+    }
+    this.emitSummary();
   }
 
   /**
@@ -233,7 +288,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
 
   private clear(firmwareId: string, devices: string[]): void {
     const firmware = this.repo.firmware.get(firmwareId);
-    this.command({ action: 'clear', ...(firmware ? { firmware } : {}), devices });
+    void this.command({ action: 'clear', ...(firmware ? { firmware } : {}), devices });
   }
 
   /**
@@ -382,7 +437,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
         const r = this.repo.rollout.markNotified(device);
         if (r) this.emit('progress', normalise(r), r, 'retry');
       }
-      this.command({ action: 'renotify', firmware, devices });
+      void this.command({ action: 'renotify', firmware, devices });
     }
     this.emitSummary();
     if (next < this.armedFor) this.arm(next);
