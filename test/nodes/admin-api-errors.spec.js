@@ -72,7 +72,7 @@ describe('admin HTTP API errors', function () {
     assert.match(res.body.error, /"product".*attributes/);
     const typo = await api().post('/ota/devices').send({ id: 'tc-1', dialect: 'tencent', tag: 'lab' });
     assertJsonError(typo, 400, 'unknown_field', 'tag');
-    assert.match(typo.body.error, /id, dialect, token, attributes, tags/);
+    assert.match(typo.body.error, /id, dialect, token, deviceSecret, attributes, tags/);
     const long = await api().post('/ota/devices').send({ id: 'tc-1', dialect: 'tencent', ['k'.repeat(500)]: 1 });
     assertJsonError(long, 400, 'unknown_field');
     assert.ok(res.body.error.length < 200 && long.text.length < 400, long.text);
