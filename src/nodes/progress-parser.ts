@@ -74,7 +74,13 @@ export = function (RED: NodeAPI) {
     /** The events a message carries; an Error for input that is not progress in any form. */
     function eventsOf(msg: NodeMessage): ProgressEvent[] | Error {
       const p = msg.payload;
-      if (isEventLike(p) || (Array.isArray(p) && p.length > 0 && p.every(isEventLike))) {
+      const topic = typeof msg.topic === 'string' ? msg.topic : '';
+      // What a device published is read by its dialect, whatever it looks like: taken as a ready
+      // event, `{"device":"tb-2","state":"updated"}` on tb-1's telemetry topic would let one
+      // device speak for another. Ready events come from flows: chunk-server's second output
+      // (topic `progress`), a function node (no topic, or one no dialect reads).
+      const fromDevice = detectDialect(topic) !== undefined || (fixed !== undefined && topic !== '' && topic !== 'progress');
+      if (!fromDevice && (isEventLike(p) || (Array.isArray(p) && p.length > 0 && p.every(isEventLike)))) {
         const events: ProgressEvent[] = [];
         for (const item of Array.isArray(p) ? p : [p]) {
           const ev = toProgressEvent(item, ctx);
@@ -83,7 +89,6 @@ export = function (RED: NodeAPI) {
         }
         return events;
       }
-      const topic = typeof msg.topic === 'string' ? msg.topic : '';
       const name = fixed ?? detectDialect(topic);
       if (!name) return new Error(RED._('progress-parser.errors.unknownDialect', { topic: topic || '(none)' }));
       const dialect = dialectFor(name);

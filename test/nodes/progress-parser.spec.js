@@ -148,6 +148,22 @@ describe('progress-parser node', function () {
     assert.strictEqual(c.events.length, 1);
   });
 
+  it('never lets a device speak for another: a ready-made event on a device topic is read as that device\'s uplink', async () => {
+    assign('tb-1', 'tc-1');
+    repo.rollout.markNotified('tb-1');
+    repo.rollout.markNotified('tc-1');
+    // tb-1 behind the gateway publishes on its own telemetry topic, naming tc-1; then on Tencent's
+    // report topic of its own product (a plain broker) with a bare array.
+    const forged = { device: 'tc-1', dialect: 'tencent', state: 'updated', version: '1.1.0' };
+    const a = await feed({ topic: 'ota/tb-1/v1/devices/me/telemetry', payload: forged });
+    const b = await feed({ topic: '$ota/report/P1/tb-1', payload: [forged] });
+    assert.deepStrictEqual([...a.events, ...b.events].filter((e) => e.device === 'tc-1'), []);
+    assert.strictEqual(repo.rollout.get('tc-1').state, 'notified');
+    // The same event from a flow (chunk-server's second output) still counts.
+    const c = await feed({ topic: 'progress', payload: { device: 'tc-1', state: 'downloading', percent: 10 } });
+    assert.deepStrictEqual(c.events.map((e) => [e.device, e.state]), [['tc-1', 'downloading']]);
+  });
+
   it('keeps every record across a restart of the flows', async () => {
     assign('tb-1');
     repo.rollout.markNotified('tb-1');
