@@ -2,7 +2,7 @@ import * as net from 'net';
 import { randomBytes } from 'crypto';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
-import { NamespacePolicy, TopicPolicy } from './policy';
+import { IncompleteIdentityError, NamespacePolicy, TopicPolicy } from './policy';
 import { SubscriptionBook } from './subscriptions';
 import type { GatewayContext } from './gateway';
 
@@ -123,7 +123,7 @@ export class DeviceSession {
     this.connectTimer = setTimeout(() => {
       if (this.state !== 'authenticating') return;
       this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(packet.clientId)} took over ${this.ctx.authTimeoutMs} ms`));
-      this.refuse('unavailable', packet.username);
+      this.refuse('unavailable');
     }, this.ctx.authTimeoutMs);
     this.connectTimer.unref();
     Promise.resolve()
@@ -132,22 +132,23 @@ export class DeviceSession {
         (result) => {
           if (this.state !== 'authenticating') return;
           clearTimeout(this.connectTimer);
-          if (!result.ok) return this.refuse(result.reason, packet.username);
+          if (!result.ok) return this.refuse(result.reason);
           this.open(packet, result.device);
         },
         (err: Error) => {
           this.ctx.emit('error', err);
           if (this.state !== 'authenticating') return;
           clearTimeout(this.connectTimer);
-          this.refuse('unavailable', packet.username);
+          this.refuse('unavailable');
         },
       );
   }
 
-  private refuse(reason: AuthFailure | 'unavailable', username: string | undefined): void {
+  /** The event never carries the username or password: a ThingsBoard username is its token. */
+  private refuse(reason: AuthFailure | 'unavailable', detail?: { deviceId: string; message: string }): void {
     const code = CONNACK_CODES[reason];
     this.ctx.counters.refused++;
-    this.ctx.emit('refused', { clientId: this.clientId, username, reason, remote: this.remote });
+    this.ctx.emit('refused', { clientId: this.clientId, reason, remote: this.remote, ...detail });
     this.toDevice(
       this.version === 5
         ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
@@ -157,8 +158,14 @@ export class DeviceSession {
   }
 
   private open(connect: mqtt.IConnectPacket, device: DeviceIdentity): void {
+    try {
+      this.policy = this.ctx.policyFor(device);
+    } catch (err) {
+      // An ACL rule would need a value the device lacks: never widen it, refuse the device.
+      if (!(err instanceof IncompleteIdentityError)) throw err;
+      return this.refuse('not_authorized', { deviceId: device.deviceId, message: err.message });
+    }
     this.device = device;
-    this.policy = this.ctx.policyFor(device);
     const widen = this.ctx.widenThingsboard && device.dialect === 'thingsboard' && this.policy instanceof NamespacePolicy;
     const failure = this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
     this.subscriptions = new SubscriptionBook(this.policy, widen, failure, (filter) => this.deny('subscribe', filter));
@@ -181,7 +188,7 @@ export class DeviceSession {
       }
     });
     up.on('error', (err) => {
-      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable', connect.username);
+      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable');
       else this.close(`broker connection: ${err.message}`);
     });
     up.on('close', () => this.close('broker closed the connection'));

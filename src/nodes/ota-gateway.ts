@@ -1,6 +1,8 @@
-import { PresenceEvent, isDialectName } from '../core/types';
+import { isTopicSafe } from '../core/devices';
+import { DeviceAttributes, PresenceEvent, isDialectName } from '../core/types';
+import { redactUrl } from '../gateway/upstream';
 import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
-import type { ConnectEvent, DisconnectEvent, SubscribeEvent } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, RefusedEvent, SubscribeEvent } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -19,6 +21,9 @@ interface OtaGatewayDef extends NodeDef {
   namespace?: string;
   identity?: string;
   autoRegister?: string;
+  product?: string;
+  customer?: string;
+  app?: string;
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -39,12 +44,20 @@ export = function (RED: NodeAPI) {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
       const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
       const autoRegister = isDialectName(config.autoRegister) ? config.autoRegister : undefined;
+      const attributes: DeviceAttributes = {};
+      for (const name of ['product', 'customer', 'app'] as const) {
+        const value = (config[name] ?? '').trim();
+        if (!value) continue;
+        if (!isTopicSafe(value)) throw new Error(RED._('ota-gateway.errors.badAttribute', { name }));
+        attributes[name] = value;
+      }
       gateway = new OtaGateway({
         directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister }),
         upstream: config.broker || 'mqtt://localhost:1883',
         upstreamUsername: node.credentials?.username || undefined,
         upstreamPassword: node.credentials?.password || undefined,
         namespace: config.namespace || 'ota',
+        attributes,
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -89,9 +102,11 @@ export = function (RED: NodeAPI) {
       presence('disconnect', e);
       node.send({ topic: 'disconnect', payload: e });
     });
-    gateway.on('refused', (e: { clientId: string; reason: string; remote: string }) => {
+    // The event carries no username or password (a ThingsBoard username is its token).
+    gateway.on('refused', (e: RefusedEvent) => {
       node.send({ topic: 'refused', payload: e });
-      warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
+      if (e.deviceId && e.message) warnOnce(`refused:${e.deviceId}`, RED._('ota-gateway.warn.incomplete', { deviceId: e.deviceId, clientId: e.clientId, message: e.message }));
+      else warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
     });
     gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
       warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
@@ -101,7 +116,7 @@ export = function (RED: NodeAPI) {
     node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
     gateway.listen(port, host).then(
       (address) => {
-        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: config.broker || 'mqtt://localhost:1883' }));
+        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: redactUrl(config.broker || 'mqtt://localhost:1883') }));
         showCount();
       },
       (err: Error) => {
