@@ -1,6 +1,10 @@
 'use strict';
 const assert = require('assert');
+const fs = require('fs');
 const h = require('./helpers');
+const { helper, nodes } = require('../support/red');
+const { tempDir } = require('../support/images');
+const gatewayNode = require('../../dist/nodes/ota-gateway.js');
 
 // The ACL escapes of issue 11, each tried as the attacker did. A rule whose placeholder the
 // device record lacked became `+`, so a Tencent device registered without a product got
@@ -156,5 +160,48 @@ describe('ota-gateway: ACL escapes', function () {
       ctx.skip();
     }
     return h.startMosquitto();
+  });
+
+  describe('through the node', function () {
+    let broker, dir;
+    before(async function () {
+      broker = await h.startAedes();
+    });
+    after(async function () {
+      await helper.unload();
+      await broker.close();
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('logs the attribute a refused device lacks, and takes it from its own setting', async function () {
+      dir = tempDir();
+      const [bare, withProduct] = [await h.freePort(), await h.freePort()];
+      const gw = (id, port, extra) => ({ id, z: 'f1', type: 'ota-gateway', repository: 'repo', host: '127.0.0.1', port, broker: broker.url, ...extra });
+      await helper.load([nodes.repository, gatewayNode], [
+        { id: 'f1', type: 'tab' },
+        { id: 'repo', type: 'ota-repository', storageDir: dir },
+        gw('bare', bare, { wires: [['events']] }),
+        gw('withProduct', withProduct, { product: 'P9' }),
+        { id: 'events', z: 'f1', type: 'helper' },
+      ]);
+      const events = [];
+      helper.getNode('events').on('input', (msg) => events.push(msg));
+      await helper.getNode('repo').repo.devices.register({ id: 'tc-1', dialect: 'tencent' });
+      await h.waitForPort(bare);
+      await h.waitForPort(withProduct);
+      await assert.rejects(h.connect(`mqtt://127.0.0.1:${bare}`, { clientId: 'tc-1' }), (err) => err.code === 5);
+      await h.until(() => events.length > 0);
+      assert.strictEqual(events[0].topic, 'refused');
+      assert.strictEqual(events[0].payload.deviceId, 'tc-1');
+      assert.match(events[0].payload.message, /\bproduct\b/);
+      // A warning in the log (its text is the i18n key in the test runtime).
+      assert.ok(helper.log().args.some(([m]) => m.id === 'bare' && m.level === 30 && /incomplete/.test(m.msg)));
+      const device = await h.connect(`mqtt://127.0.0.1:${withProduct}`, { clientId: 'tc-1' });
+      try {
+        assert.deepStrictEqual((await device.subscribeAsync('$ota/update/P9/tc-1')).map((g) => g.qos), [0]);
+      } finally {
+        await h.endAll([device]);
+      }
+    });
   });
 });
