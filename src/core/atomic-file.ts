@@ -6,12 +6,20 @@ import { randomBytes } from 'crypto';
 // Writes never leave a half-written file behind: write a temp file beside the target, flush it,
 // then rename over the target (rename is atomic on one filesystem).
 
+// Files are the owner's alone (0600, directories 0700): see storage-dir.ts. A temp file names its
+// writer's process id, so that a process opening the directory removes only orphans.
+
 function tempPathFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
-export async function writeFileAtomic(file: string, data: Buffer | string, mode = 0o644): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
+/** True for a name `tempPathFor` makes. */
+export function isTempFile(name: string): boolean {
+  return /^\..+\.\d+\.[0-9a-f]{8}\.tmp$/.test(name);
+}
+
+export async function writeFileAtomic(file: string, data: Buffer | string, mode = 0o600): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const temp = tempPathFor(file);
   const handle = await fsp.open(temp, 'w', mode);
   try {
@@ -28,8 +36,8 @@ export async function writeFileAtomic(file: string, data: Buffer | string, mode 
   }
 }
 
-export function writeFileAtomicSync(file: string, data: Buffer | string, mode = 0o644): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+export function writeFileAtomicSync(file: string, data: Buffer | string, mode = 0o600): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const temp = tempPathFor(file);
   const fd = fs.openSync(temp, 'w', mode);
   try {
@@ -74,7 +82,7 @@ export class JsonDocument<T> {
   constructor(
     readonly file: string,
     private readonly snapshot: () => T,
-    private readonly mode = 0o644,
+    private readonly mode = 0o600,
     private readonly minIntervalMs = 0,
   ) {}
 

@@ -1,6 +1,9 @@
+import * as fs from 'fs';
 import * as path from 'path';
+import { EventEmitter } from 'events';
 import { createHmac, randomBytes, timingSafeEqual } from 'crypto';
-import { JsonDocument, readJsonSync } from './atomic-file';
+import { readJsonSync, writeFileAtomic } from './atomic-file';
+import { withFileLock } from './file-lock';
 import { parseDeviceSecret } from './dialects/tencent-identity';
 import { seal, unseal } from './sealed-secret';
 import { DeviceAttributes, DeviceRecord, DialectName, OtaError, isDialectName, DIALECTS } from './types';
@@ -27,23 +30,118 @@ export function isTopicSafe(value: string): boolean {
   return TOPIC_SAFE.test(value);
 }
 
-export class DeviceRegistry {
+/** One record changed, here or by another process sharing the directory ('change' event). */
+export interface DeviceChange {
+  id: string;
+  before?: DeviceRecord;
+  after?: DeviceRecord;
+}
+
+/**
+ * The device list, kept in `devices.json`. Node-RED and the ota-gateway command line may share the
+ * directory, so every write is a read-modify-write under a lock file, merged record by record:
+ * neither process erases the other's devices. `watch()` picks up the other's writes; every
+ * record that changes, either way, is announced with a 'change' event (the gateway closes the
+ * connections of a device deleted or given a new token).
+ */
+export class DeviceRegistry extends EventEmitter {
   private readonly devices = new Map<string, DeviceRecord>();
   private readonly byTokenHash = new Map<string, string>();
-  private readonly doc: JsonDocument<DeviceRecord[]>;
+  private readonly file: string;
+  /** Records changed here and not yet on disk: the record, or null for a deletion. */
+  private pending = new Map<string, DeviceRecord | null>();
+  private writing: Promise<void> = Promise.resolve();
+  private watching = false;
 
   constructor(
     dir: string,
     private readonly secret: Buffer,
   ) {
-    const file = path.join(dir, 'devices.json');
-    for (const record of readJsonSync<DeviceRecord[]>(file, [])) this.index(record);
-    this.doc = new JsonDocument(file, () => this.list(), 0o600);
+    super();
+    this.setMaxListeners(0);
+    this.file = path.join(dir, 'devices.json');
+    for (const record of readJsonSync<DeviceRecord[]>(this.file, [])) this.index(record);
   }
 
   private index(record: DeviceRecord): void {
     this.devices.set(record.id, record);
     if (record.tokenHash) this.byTokenHash.set(record.tokenHash, record.id);
+  }
+
+  /** Puts `record` (or a deletion) in memory and announces it when it differs. */
+  private apply(id: string, record: DeviceRecord | null): void {
+    const before = this.devices.get(id);
+    if (JSON.stringify(before ?? null) === JSON.stringify(record)) return;
+    if (before?.tokenHash && this.byTokenHash.get(before.tokenHash) === id) this.byTokenHash.delete(before.tokenHash);
+    if (record) this.index(record);
+    else this.devices.delete(id);
+    const change: DeviceChange = { id, ...(before ? { before } : {}), ...(record ? { after: record } : {}) };
+    this.emit('change', change);
+  }
+
+  /** Takes the list on disk as it is now, with this process's unwritten changes on top. */
+  private adopt(onDisk: DeviceRecord[]): void {
+    const disk = new Map(onDisk.map((r) => [r.id, r]));
+    for (const id of new Set([...this.devices.keys(), ...disk.keys()])) {
+      this.apply(id, this.pending.has(id) ? (this.pending.get(id) as DeviceRecord | null) : (disk.get(id) ?? null));
+    }
+  }
+
+  /** Re-reads devices.json (another process may have written it). */
+  reload(): void {
+    this.adopt(readJsonSync<DeviceRecord[]>(this.file, []));
+  }
+
+  /**
+   * Follows devices.json for other processes' writes, polling every `intervalMs` (a stat, so
+   * it also works on filesystems without change notifications). Errors go to 'reloadError'.
+   */
+  watch(intervalMs = 250): void {
+    if (this.watching) return;
+    this.watching = true;
+    fs.watchFile(this.file, { interval: intervalMs, persistent: false }, () => {
+      try {
+        this.reload();
+      } catch (err) {
+        this.emit('reloadError', err);
+      }
+    });
+  }
+
+  unwatch(): void {
+    if (!this.watching) return;
+    this.watching = false;
+    fs.unwatchFile(this.file);
+  }
+
+  /** Queues one record's change for disk; resolves once a write holding it has landed. */
+  private persist(id: string, record: DeviceRecord | null): Promise<void> {
+    this.pending.set(id, record);
+    const run = this.writing.then(() => this.writeMerged());
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeMerged(): Promise<void> {
+    if (this.pending.size === 0) return;
+    const ops = this.pending;
+    this.pending = new Map();
+    try {
+      await withFileLock(`${this.file}.lock`, async () => {
+        const merged = new Map(readJsonSync<DeviceRecord[]>(this.file, []).map((r) => [r.id, r]));
+        for (const [id, record] of ops) {
+          if (record) merged.set(id, record);
+          else merged.delete(id);
+        }
+        const list = [...merged.values()].sort((a, b) => a.id.localeCompare(b.id));
+        await writeFileAtomic(this.file, JSON.stringify(list, null, 1), 0o600);
+        this.adopt(list);
+      });
+    } catch (err) {
+      // Not on disk: keep the changes for the next write (a newer change to a record wins).
+      for (const [id, record] of ops) if (!this.pending.has(id)) this.pending.set(id, record);
+      throw err;
+    }
   }
 
   /** Tokens are kept only as an HMAC under the repository secret, like a password hash. */
@@ -123,7 +221,6 @@ export class DeviceRegistry {
     if (owner && owner !== id) throw new OtaError('token_in_use', 'that token already belongs to another device', 'token');
 
     const previous = this.devices.get(id);
-    if (previous?.tokenHash && tokenHash) this.byTokenHash.delete(previous.tokenHash);
     const device: DeviceRecord = {
       id,
       dialect,
@@ -133,21 +230,22 @@ export class DeviceRegistry {
       tags,
       createdAt: previous?.createdAt ?? new Date().toISOString(),
     };
-    this.index(device);
-    await this.doc.save();
+    this.apply(id, device);
+    await this.persist(id, device);
     return { device, ...(input.token === true ? { token } : {}), created: !previous };
   }
 
   async remove(id: string): Promise<DeviceRecord> {
     const device = this.require(id);
-    this.devices.delete(id);
-    if (device.tokenHash) this.byTokenHash.delete(device.tokenHash);
-    await this.doc.save();
+    this.apply(id, null);
+    await this.persist(id, null);
     return device;
   }
 
-  flush(): Promise<void> {
-    return this.doc.flush();
+  /** Resolves once every change made so far is on disk. */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await this.writing.then(() => this.writeMerged());
+    await this.writing;
   }
 }
 

@@ -3,6 +3,7 @@ import * as path from 'path';
 import { randomBytes } from 'crypto';
 import { EventEmitter } from 'events';
 import { writeFileAtomicSync } from './atomic-file';
+import { prepareStorageDir } from './storage-dir';
 import { BlobStore } from './firmware/blob-store';
 import { Catalogue, DEFAULT_MAX_IMAGE_BYTES } from './firmware/catalogue';
 import { DEFAULT_URL_TTL_SECONDS, signedPath } from './firmware/url-signing';
@@ -12,8 +13,9 @@ import { FirmwareRecord, OtaError } from './types';
 
 // The OTA repository: everything the nodes share, in one storage directory.
 //   catalogue.json        firmware records         blobs/xx/<sha256>   image bytes
-//   devices.json (0600)   device list              device-states.json  rollout state
-//   secret.key (0600)     URL-signing secret, unless the config node supplies one
+//   devices.json          device list              device-states.json  rollout state
+//   secret.key            URL-signing secret, unless the config node supplies one
+// Directories 0700, files 0600: images and device data are the owner's alone.
 
 export interface RepositoryOptions {
   dir: string;
@@ -54,11 +56,14 @@ export class OtaRepository extends EventEmitter {
   readonly downloadPath: string;
   publicUrl: string;
   readonly now: () => Date;
+  /** Temp files of writes a killed process never finished, removed on opening. */
+  readonly removedTempFiles: string[];
 
   constructor(options: RepositoryOptions) {
     super();
     this.dir = path.resolve(options.dir);
-    fs.mkdirSync(this.dir, { recursive: true });
+    // 0700/0600, and no temp file of a killed upload left behind (storage-dir.ts).
+    this.removedTempFiles = prepareStorageDir(this.dir).removedTempFiles;
     this.now = options.now ?? (() => new Date());
     this.secret = options.secret ? Buffer.from(options.secret, 'utf8') : loadOrCreateSecret(this.dir);
     this.blobs = new BlobStore(path.join(this.dir, 'blobs'));

@@ -1,4 +1,4 @@
-import { DeviceRegistry, isTopicSafe } from '../core/devices';
+import { DeviceChange, DeviceRegistry, isTopicSafe } from '../core/devices';
 import { DeviceAttributes, DeviceRecord, DialectName, OtaError } from '../core/types';
 import { signedBy, tencentCandidates } from './tencent-auth';
 
@@ -24,6 +24,11 @@ export type AuthResult = { ok: true; device: DeviceIdentity } | { ok: false; rea
 
 export interface DeviceDirectory {
   authenticate(creds: DeviceCredentials): AuthResult | Promise<AuthResult>;
+  /**
+   * Optional: calls `revoked` when a device's identity stops being what its connections were
+   * opened with (deleted, new token, other dialect or attributes); returns the unsubscribe.
+   */
+  watch?(revoked: (deviceId: string, reason: string) => void): () => void;
 }
 
 /**
@@ -63,6 +68,15 @@ export class RegistryDirectory implements DeviceDirectory {
     private readonly options: RegistryDirectoryOptions = {},
   ) {
     this.mode = options.mode ?? 'auto';
+  }
+
+  watch(revoked: (deviceId: string, reason: string) => void): () => void {
+    const onChange = (change: DeviceChange) => {
+      const reason = revocationOf(change);
+      if (reason) revoked(change.id, reason);
+    };
+    this.registry.on('change', onChange);
+    return () => this.registry.off('change', onChange);
   }
 
   async authenticate(creds: DeviceCredentials): Promise<AuthResult> {
@@ -123,4 +137,18 @@ export class RegistryDirectory implements DeviceDirectory {
 function ok(device: { id: string; dialect: DialectName; attributes: DeviceAttributes }, product?: string): AuthResult {
   const attributes = device.dialect === 'tencent' && product && !device.attributes.product ? { ...device.attributes, product } : device.attributes;
   return { ok: true, device: { deviceId: device.id, dialect: device.dialect, attributes } };
+}
+
+/** Why a change ends the device's live connections, or null when they stay valid. */
+function revocationOf({ before, after }: DeviceChange): string | null {
+  if (!before) return null;
+  if (!after) return 'device deleted';
+  if (before.tokenHash !== after.tokenHash) return 'device token changed';
+  if (before.sealedSecret !== after.sealedSecret) return 'device secret changed';
+  if (before.dialect !== after.dialect || JSON.stringify(sorted(before.attributes)) !== JSON.stringify(sorted(after.attributes))) return 'device identity changed';
+  return null;
+}
+
+function sorted(attributes: DeviceAttributes): [string, string | undefined][] {
+  return Object.entries(attributes).sort(([a], [b]) => a.localeCompare(b));
 }

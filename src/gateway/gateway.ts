@@ -1,5 +1,6 @@
 import * as net from 'net';
 import { EventEmitter } from 'events';
+import { DeviceAttributes } from '../core/types';
 import { DeviceDirectory, DeviceIdentity } from './directory';
 import { AclRule, policyFor, TopicPolicy } from './policy';
 import { DeviceSession } from './session';
@@ -19,6 +20,11 @@ export interface GatewayOptions {
   namespace?: string;
   /** Per-dialect ACL rules replacing the defaults (a namespaced dialect given rules stops being namespaced). */
   aclRules?: GatewayAclRules;
+  /**
+   * Attributes for devices whose record lacks them (a Tencent product, a Biotz customer, a Sming
+   * app): without one, a device whose ACL rules need it is refused.
+   */
+  attributes?: DeviceAttributes;
   /** Make `v2/fw/response/+` receive chunk replies, as on ThingsBoard (default true). */
   widenThingsboard?: boolean;
   connectTimeoutMs?: number;
@@ -53,6 +59,15 @@ export interface ConnectEvent {
 }
 export interface DisconnectEvent extends ConnectEvent {
   reason: string;
+}
+/** A CONNECT refused. Never the username or password: a ThingsBoard username is its token. */
+export interface RefusedEvent {
+  clientId: string;
+  reason: string;
+  remote: string;
+  /** A known device refused because its ACL rules need an attribute it lacks: which, in `message`. */
+  deviceId?: string;
+  message?: string;
 }
 /** A device's SUBSCRIBE the broker answered: the filters granted, in the device's own topic names. */
 export interface SubscribeEvent extends ConnectEvent {
@@ -98,6 +113,7 @@ export class OtaGateway extends EventEmitter {
   private readonly server: net.Server;
   private readonly sessions = new Set<DeviceSession>();
   private readonly ctx: GatewayContext;
+  private readonly unwatch?: () => void;
 
   constructor(options: GatewayOptions) {
     super();
@@ -106,6 +122,7 @@ export class OtaGateway extends EventEmitter {
     this.namespace = namespace;
     const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
     const aclRules = options.aclRules;
+    const attributes = options.attributes;
     const gateway = this;
     const mode = options.upstreamProtocol ?? 'auto';
     if (!isUpstreamProtocol(mode)) throw new Error(`upstream protocol must be auto, 5 or 3.1.1, not ${JSON.stringify(mode)}`);
@@ -120,7 +137,7 @@ export class OtaGateway extends EventEmitter {
       authTimeoutMs: options.authTimeoutMs ?? 10_000,
       closeGraceMs: options.closeGraceMs ?? 2_000,
       protocol: this.protocol,
-      policyFor: (device) => policyFor(device, { namespace, aclRules }),
+      policyFor: (device) => policyFor(device, { namespace, aclRules, attributes }),
       connectUpstream: () => connectUpstream(upstream),
       emit: (event, payload) => {
         // An 'error' nobody listens to would throw: the gateway reports, it never crashes.
@@ -148,6 +165,19 @@ export class OtaGateway extends EventEmitter {
       this.sessions.add(session);
     });
     this.server.on('error', (err) => this.ctx.emit('error', err));
+    // A device deleted, or given a new token, loses the connections its old identity opened.
+    this.unwatch = options.directory.watch?.((deviceId, reason) => this.disconnectDevice(deviceId, reason));
+  }
+
+  /** Closes every connection of one device (it was deleted, or its token or ACL changed). */
+  disconnectDevice(deviceId: string, reason: string): number {
+    let closed = 0;
+    for (const session of [...this.sessions]) {
+      if (session.device?.deviceId !== deviceId) continue;
+      session.close(reason);
+      closed++;
+    }
+    return closed;
   }
 
   private describe(session: DeviceSession): ConnectEvent {
@@ -182,6 +212,7 @@ export class OtaGateway extends EventEmitter {
 
   /** Stops listening and ends every device connection (and its upstream connection). */
   close(): Promise<void> {
+    this.unwatch?.();
     return new Promise((resolve) => {
       if (!this.server.listening) {
         for (const session of [...this.sessions]) session.close('gateway closing');

@@ -1,4 +1,5 @@
 import { DeviceAttributes, DialectName, NAMESPACED_DIALECTS } from '../core/types';
+import { Fences, fill, isForbiddenRoot, missingIn } from './fences';
 import { contains, isFilter, isTopicName, matches } from './topics';
 
 // What a device may do with topics, and how its topics look upstream. Two kinds:
@@ -8,7 +9,10 @@ import { contains, isFilter, isTopicName, matches } from './topics';
 
 export { NAMESPACED_DIALECTS };
 
-/** One ACL rule; placeholders {device} {customer} {product} {app} come from the device record. */
+/**
+ * One ACL rule; placeholders {device} {customer} {product} {app} come from the device record, or
+ * from the gateway's defaults. A rule is never widened for a value neither has: the device is refused.
+ */
 export interface AclRule {
   pattern: string;
   subscribe: boolean;
@@ -71,20 +75,41 @@ export class NamespacePolicy implements TopicPolicy {
   }
 }
 
+/** A device whose ACL rules need an attribute that neither its record nor the gateway supplies. */
+export class IncompleteIdentityError extends Error {
+  constructor(
+    readonly deviceId: string,
+    readonly attribute: string,
+  ) {
+    super(`device ${deviceId} has no ${attribute} attribute and the gateway sets no default for it`);
+  }
+}
+
 export class AclPolicy implements TopicPolicy {
   readonly overhead = 0;
   private readonly rules: AclRule[];
-  constructor(rules: AclRule[], deviceId: string, attributes: DeviceAttributes) {
-    this.rules = rules.map((r) => ({ ...r, pattern: expand(r.pattern, deviceId, attributes) }));
+  private readonly fences: Fences;
+  /** `$` first levels the rules name literally (Tencent `$ota`): the only `$` topics a device reaches. */
+  private readonly dollarRoots: Set<string>;
+  /** @throws IncompleteIdentityError when a rule needs an attribute the device lacks. */
+  constructor(rules: AclRule[], device: { deviceId: string; dialect: DialectName; attributes: DeviceAttributes }, namespace: string) {
+    this.rules = rules.map((r) => {
+      const missing = missingIn(r.pattern, device.deviceId, device.attributes);
+      if (missing !== null) throw new IncompleteIdentityError(device.deviceId, missing);
+      const pattern = fill(r.pattern, device.deviceId, device.attributes) as string;
+      return { ...r, pattern };
+    });
+    this.fences = new Fences(namespace, device.dialect, device.deviceId, device.attributes);
+    this.dollarRoots = new Set(this.rules.map((r) => r.pattern.split('/', 1)[0]).filter((root) => root.startsWith('$') && !isForbiddenRoot(root)));
   }
   publish(topic: string): string | null {
-    if (!isTopicName(topic)) return null;
+    if (!isTopicName(topic) || !this.reachable(topic)) return null;
     const rule = this.rules.find((r) => matches(r.pattern, topic));
-    return rule?.publish ? topic : null;
+    return rule?.publish && this.fences.mayPublish(topic) ? topic : null;
   }
   subscribe(filter: string): string | null {
-    if (!isFilter(filter)) return null;
-    return this.rules.some((r) => r.subscribe && contains(r.pattern, filter)) ? filter : null;
+    if (!isFilter(filter) || !this.reachable(filter)) return null;
+    return this.rules.some((r) => r.subscribe && contains(r.pattern, filter)) && this.fences.maySubscribe(filter) ? filter : null;
   }
   unsubscribe(filter: string): string {
     return filter;
@@ -92,16 +117,17 @@ export class AclPolicy implements TopicPolicy {
   down(topic: string): string | null {
     return topic;
   }
-}
-
-/** Fills placeholders; an attribute the device record lacks becomes `+` (any one level). */
-function expand(pattern: string, deviceId: string, attributes: DeviceAttributes): string {
-  return pattern.replace(/\{(\w+)\}/g, (_, key: string) => (key === 'device' ? deviceId : (attributes[key] ?? '+')));
+  /** `$share/g/#` is `#` for the broker: a `$` first level only where a rule names it. */
+  private reachable(topic: string): boolean {
+    return !topic.startsWith('$') || this.dollarRoots.has(topic.split('/', 1)[0]);
+  }
 }
 
 export interface PolicyOptions {
   namespace: string;
   aclRules?: Partial<Record<DialectName, AclRule[]>>;
+  /** Attributes for devices whose record lacks them (a Tencent product, a Sming app set on the gateway). */
+  attributes?: DeviceAttributes;
 }
 
 export function policyFor(
@@ -112,5 +138,10 @@ export function policyFor(
     return new NamespacePolicy(options.namespace, device.deviceId);
   }
   const rules = options.aclRules?.[device.dialect] ?? DEFAULT_ACL_RULES[device.dialect as keyof typeof DEFAULT_ACL_RULES] ?? [];
-  return new AclPolicy(rules, device.deviceId, device.attributes ?? {});
+  const attributes = { ...options.attributes, ...definedOnly(device.attributes ?? {}) };
+  return new AclPolicy(rules, { deviceId: device.deviceId, dialect: device.dialect, attributes }, options.namespace);
+}
+
+function definedOnly(attributes: DeviceAttributes): DeviceAttributes {
+  return Object.fromEntries(Object.entries(attributes).filter(([, v]) => typeof v === 'string' && v !== ''));
 }

@@ -2,7 +2,7 @@ import * as net from 'net';
 import { randomBytes } from 'crypto';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
-import { NamespacePolicy, TopicPolicy } from './policy';
+import { IncompleteIdentityError, NamespacePolicy, TopicPolicy } from './policy';
 import { SubscriptionBook } from './subscriptions';
 import * as bridge from './protocol-bridge';
 import { withValidReasonCodes } from './reason-codes';
@@ -134,14 +134,14 @@ export class DeviceSession {
     this.version = (packet.protocolVersion ?? 4) as Version;
     this.clientId = packet.clientId;
     this.state = 'authenticating';
-    if (this.version === 5 && packet.properties?.authenticationMethod !== undefined) return this.refuse('bad_auth_method', packet.username);
+    if (this.version === 5 && packet.properties?.authenticationMethod !== undefined) return this.refuse('bad_auth_method');
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
     // A directory that never answers (a custom one calling a backend that hangs) must not hold
     // the connection, and its socket, for ever: the device hears "server unavailable" and retries.
     this.connectTimer = setTimeout(() => {
       if (this.state !== 'authenticating') return;
       this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(packet.clientId)} took over ${this.ctx.authTimeoutMs} ms`));
-      this.refuse('unavailable', packet.username);
+      this.refuse('unavailable');
     }, this.ctx.authTimeoutMs);
     this.connectTimer.unref();
     Promise.resolve()
@@ -150,22 +150,23 @@ export class DeviceSession {
         (result) => {
           if (this.state !== 'authenticating') return;
           clearTimeout(this.connectTimer);
-          if (!result.ok) return this.refuse(result.reason, packet.username);
+          if (!result.ok) return this.refuse(result.reason);
           this.open(packet, result.device);
         },
         (err: Error) => {
           this.ctx.emit('error', err);
           if (this.state !== 'authenticating') return;
           clearTimeout(this.connectTimer);
-          this.refuse('unavailable', packet.username);
+          this.refuse('unavailable');
         },
       );
   }
 
-  private refuse(reason: AuthFailure | 'unavailable' | 'bad_auth_method', username: string | undefined): void {
+  /** The event never carries the username or password: a ThingsBoard username is its token. */
+  private refuse(reason: AuthFailure | 'unavailable' | 'bad_auth_method', detail?: { deviceId: string; message: string }): void {
     const code = CONNACK_CODES[reason];
     this.ctx.counters.refused++;
-    this.ctx.emit('refused', { clientId: this.clientId, username, reason, remote: this.remote });
+    this.ctx.emit('refused', { clientId: this.clientId, reason, remote: this.remote, ...detail });
     this.toDevice(
       this.version === 5
         ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
@@ -175,8 +176,14 @@ export class DeviceSession {
   }
 
   private open(connect: mqtt.IConnectPacket, device: DeviceIdentity): void {
+    try {
+      this.policy = this.ctx.policyFor(device);
+    } catch (err) {
+      // An ACL rule would need a value the device lacks: never widen it, refuse the device.
+      if (!(err instanceof IncompleteIdentityError)) throw err;
+      return this.refuse('not_authorized', { deviceId: device.deviceId, message: err.message });
+    }
     this.device = device;
-    this.policy = this.ctx.policyFor(device);
     const widen = this.ctx.widenThingsboard && device.dialect === 'thingsboard' && this.policy instanceof NamespacePolicy;
     const failure = this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
     this.subscriptions = new SubscriptionBook(this.policy, widen, failure, (filter) => this.deny('subscribe', filter), (sub, packet, held) => {
@@ -232,7 +239,7 @@ export class DeviceSession {
     });
     up.on('error', (err) => {
       if (this.upstream !== up) return;
-      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable', connect.username);
+      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable');
       else this.close(`broker connection: ${err.message}`);
     });
     up.on('close', () => {

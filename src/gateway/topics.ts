@@ -23,6 +23,8 @@ export function intersects(a: string, b: string): boolean {
 export function contains(outer: string, inner: string): boolean {
   const o = outer.split('/');
   const i = inner.split('/');
+  // MQTT 3.1.1 4.7.2: a leading wildcard never matches a `$` level (`$share`, `$SYS`, `$ota`).
+  if ((o[0] === '+' || o[0] === '#') && i[0].startsWith('$')) return false;
   for (let k = 0; k < o.length; k++) {
     if (o[k] === '#') return true;
     if (k >= i.length) return false;
@@ -46,4 +48,24 @@ export function isFilter(filter: string): boolean {
     if (level.includes('+')) return level === '+';
     return true;
   });
+}
+
+/**
+ * The filter matching exactly the topics both filters match, or null when they share none
+ * (`$`-topics kept apart from a leading wildcard, as in `matches`).
+ */
+export function meet(a: string, b: string): string | null {
+  const x = a.split('/');
+  const y = b.split('/');
+  const wild = (level: string) => level === '+' || level === '#';
+  if ((wild(x[0]) && y[0].startsWith('$')) || (wild(y[0]) && x[0].startsWith('$'))) return null;
+  const out: string[] = [];
+  for (let k = 0; ; k++) {
+    if (x[k] === '#') return [...out, ...y.slice(k)].join('/');
+    if (y[k] === '#') return [...out, ...x.slice(k)].join('/');
+    if (x[k] === undefined || y[k] === undefined) return x[k] === y[k] ? out.join('/') : null;
+    if (x[k] === '+') out.push(y[k]);
+    else if (y[k] === '+' || x[k] === y[k]) out.push(x[k]);
+    else return null;
+  }
 }

@@ -17,17 +17,22 @@ export function parseBrokerUrl(url: string, creds: { username?: string; password
   try {
     parsed = new URL(url.includes('://') ? url : `mqtt://${url}`);
   } catch {
-    throw new Error(`upstream broker URL is not valid: ${url}`);
+    throw new Error(`upstream broker URL is not valid: ${redactUrl(url)}`);
   }
   const secure = ['mqtts:', 'ssl:', 'tls:'].includes(parsed.protocol);
   if (!secure && !['mqtt:', 'tcp:'].includes(parsed.protocol)) {
     throw new Error(`upstream broker URL must start with mqtt:// or mqtts://, not ${parsed.protocol}//`);
   }
-  if (!parsed.hostname) throw new Error(`upstream broker URL has no host: ${url}`);
+  if (!parsed.hostname) throw new Error(`upstream broker URL has no host: ${redactUrl(url)}`);
   const port = parsed.port ? Number(parsed.port) : secure ? 8883 : 1883;
   const username = creds.username || decodeURIComponent(parsed.username) || undefined;
   const password = creds.password || decodeURIComponent(parsed.password) || undefined;
   return { host: parsed.hostname.replace(/^\[|\]$/g, ''), port, tls: secure, username, password };
+}
+
+/** A broker URL fit for a log line: any `user:password@` in it replaced by `***@`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)?[^/@]*@/i, (_, scheme: string | undefined) => `${scheme ?? ''}***@`);
 }
 
 export function connectUpstream(options: UpstreamOptions): net.Socket {

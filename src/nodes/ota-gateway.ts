@@ -1,7 +1,8 @@
-import { PresenceEvent, isDialectName } from '../core/types';
-import { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } from '../gateway';
-import type { ConnectEvent, DisconnectEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
 import { isTopicSafe } from '../core/devices';
+import { DeviceAttributes, PresenceEvent, isDialectName } from '../core/types';
+import { redactUrl } from '../gateway/upstream';
+import { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, RefusedEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -22,8 +23,13 @@ interface OtaGatewayDef extends NodeDef {
   autoRegister?: string;
   /** The broker's MQTT version for MQTT 5 devices: auto (default), 5, 3.1.1. */
   upstreamProtocol?: string;
-  /** Tencent product of devices registered without one (their client id is `{product}{device}`). */
+  /**
+   * Defaults for devices registered without them: their topics need them. The Tencent product also
+   * tells where a stock device's client id `{product}{device}` ends its product.
+   */
   product?: string;
+  customer?: string;
+  app?: string;
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -44,8 +50,14 @@ export = function (RED: NodeAPI) {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
       const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
       const autoRegister = isDialectName(config.autoRegister) ? config.autoRegister : undefined;
-      const product = config.product?.trim() || undefined;
-      if (product !== undefined && !isTopicSafe(product)) throw new Error(RED._('ota-gateway.errors.badProduct', { product }));
+      const attributes: DeviceAttributes = {};
+      for (const name of ['product', 'customer', 'app'] as const) {
+        const value = (config[name] ?? '').trim();
+        if (!value) continue;
+        if (!isTopicSafe(value)) throw new Error(RED._('ota-gateway.errors.badAttribute', { name }));
+        attributes[name] = value;
+      }
+      const product = attributes.product;
       gateway = new OtaGateway({
         directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister, product }),
         upstream: config.broker || 'mqtt://localhost:1883',
@@ -53,6 +65,7 @@ export = function (RED: NodeAPI) {
         upstreamPassword: node.credentials?.password || undefined,
         namespace: config.namespace || 'ota',
         upstreamProtocol: isUpstreamProtocol(config.upstreamProtocol) ? config.upstreamProtocol : 'auto',
+        attributes,
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -97,9 +110,11 @@ export = function (RED: NodeAPI) {
       presence('disconnect', e);
       node.send({ topic: 'disconnect', payload: e });
     });
-    gateway.on('refused', (e: { clientId: string; reason: string; remote: string }) => {
+    // The event carries no username or password (a ThingsBoard username is its token).
+    gateway.on('refused', (e: RefusedEvent) => {
       node.send({ topic: 'refused', payload: e });
-      warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
+      if (e.deviceId && e.message) warnOnce(`refused:${e.deviceId}`, RED._('ota-gateway.warn.incomplete', { deviceId: e.deviceId, clientId: e.clientId, message: e.message }));
+      else warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
     });
     gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
       warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
@@ -111,7 +126,7 @@ export = function (RED: NodeAPI) {
     node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
     gateway.listen(port, host).then(
       (address) => {
-        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: config.broker || 'mqtt://localhost:1883' }));
+        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: redactUrl(config.broker || 'mqtt://localhost:1883') }));
         showCount();
       },
       (err: Error) => {

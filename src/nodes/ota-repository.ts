@@ -56,6 +56,9 @@ export = function (RED: NodeAPI) {
     } else {
       entry = { repo: new OtaRepository(options), nodes: 1, settings };
       shared.set(options.dir, entry);
+      // The ota-gateway command line may share the directory: follow its device-list writes.
+      entry.repo.devices.watch();
+      entry.repo.devices.on('reloadError', (err: Error) => node.error(err.message));
     }
     const mine = entry;
     node.repo = entry.repo;
@@ -104,6 +107,7 @@ export = function (RED: NodeAPI) {
         return;
       }
       shared.delete(options.dir);
+      node.repo.devices.unwatch();
       tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);

@@ -17,7 +17,10 @@ describe('ota-gateway command line', function () {
     store = h.makeRepository();
     await store.repo.devices.register({ id: 'cli-1', dialect: 'tago', token: 'cli-1-token' });
     await store.repo.flush();
-    child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--secret', 'x'.repeat(40), '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, OTA_SECRET: 'x'.repeat(40) },
+    });
     exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     child.stderr.on('data', (d) => (out += d));
     url = await new Promise((resolve, reject) => {

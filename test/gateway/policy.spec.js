@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('assert');
-const { matches, intersects, contains, policyFor, NamespacePolicy } = require('../../dist/gateway');
+const { matches, intersects, contains, meet, policyFor, NamespacePolicy, IncompleteIdentityError } = require('../../dist/gateway');
 
 // The topic arithmetic under the gateway's rewriting and ACLs.
 
@@ -28,6 +28,48 @@ describe('ota-gateway topic rules', function () {
     assert.ok(!contains('biotz/1/0/c/d/#', 'biotz/1/0/c/#'));
     assert.ok(contains('a/+/u/#', 'a/lamp/u/1.2'));
     assert.ok(!contains('a/lamp/u/#', '#'));
+  });
+
+  it('never lets a leading wildcard contain a $ level (MQTT 3.1.1 4.7.2)', function () {
+    assert.ok(!contains('+/x/#', '$share/x/#'));
+    assert.ok(!contains('#', '$SYS/#'));
+    assert.ok(contains('$ota/update/P/d', '$ota/update/P/d'));
+  });
+
+  it('finds the topics two filters share', function () {
+    assert.strictEqual(meet('a/+/u/#', 'a/demo/#'), 'a/demo/u/#');
+    assert.strictEqual(meet('biotz/1/0/+/+/#', '+/1/#'), 'biotz/1/0/+/+/#');
+    assert.strictEqual(meet('a/#', 'a'), 'a');
+    assert.strictEqual(meet('a/+', 'b/+'), null);
+    assert.strictEqual(meet('#', '$share/g/#'), null);
+  });
+
+  it('refuses to build rules with a placeholder the device lacks, and fills it from the gateway', function () {
+    assert.throws(() => policyFor({ deviceId: 'd1', dialect: 'tencent' }, { namespace: 'ota' }), (err) => err instanceof IncompleteIdentityError && err.attribute === 'product');
+    const p = policyFor({ deviceId: 'd1', dialect: 'tencent' }, { namespace: 'ota', attributes: { product: 'P' } });
+    assert.strictEqual(p.subscribe('$ota/update/P/d1'), '$ota/update/P/d1');
+    assert.strictEqual(p.subscribe('+/d1/#'), null);
+    // The record wins over the gateway's default.
+    const q = policyFor({ deviceId: 'd1', dialect: 'tencent', attributes: { product: 'Q' } }, { namespace: 'ota', attributes: { product: 'P' } });
+    assert.strictEqual(q.publish('Q/d1/x'), 'Q/d1/x');
+  });
+
+  it('grants no $share, $SYS or $delayed topic even where custom rules name them', function () {
+    const rules = { tencent: [{ pattern: '$share/{device}/#', subscribe: true, publish: true }, { pattern: '$delayed/#', subscribe: true, publish: true }] };
+    const p = policyFor({ deviceId: 'd1', dialect: 'tencent', attributes: { product: 'P' } }, { namespace: 'ota', aclRules: rules });
+    assert.strictEqual(p.subscribe('$share/d1/#'), null);
+    assert.strictEqual(p.publish('$delayed/1/a/demo/u/1.0'), null);
+  });
+
+  it('keeps a device out of every other device\'s space and every notice, whatever its topics spell', function () {
+    // Product `a`, device `demo`: its own `a/demo/#` holds the Sming notices of app `demo`.
+    const p = policyFor({ deviceId: 'demo', dialect: 'tencent', attributes: { product: 'a' } }, { namespace: 'ota' });
+    assert.strictEqual(p.publish('a/demo/u/1.0'), null);
+    assert.strictEqual(p.subscribe('a/demo/#'), null);
+    assert.strictEqual(p.publish('a/demo/status'), 'a/demo/status');
+    // Product `ota`: the ThingsBoard/TagoIO namespaces are nobody's but their devices'.
+    const o = policyFor({ deviceId: 'x', dialect: 'tencent', attributes: { product: 'ota' } }, { namespace: 'ota' });
+    assert.strictEqual(o.subscribe('ota/x/#'), null);
   });
 
   it('namespaces ThingsBoard and TagoIO devices and restores their topics on the way down', function () {

@@ -11,7 +11,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export class BlobStore {
   constructor(readonly dir: string) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
   pathOf(sha256: string): string {
@@ -22,7 +22,7 @@ export class BlobStore {
   async put(data: Buffer): Promise<string> {
     const sha = createHash('sha256').update(data).digest('hex');
     const file = this.pathOf(sha);
-    if (!fs.existsSync(file)) await writeFileAtomic(file, data, 0o644);
+    if (!fs.existsSync(file)) await writeFileAtomic(file, data);
     return sha;
   }
 

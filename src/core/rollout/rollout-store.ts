@@ -68,7 +68,7 @@ export class RolloutStore {
       this.count(s, 1);
     }
     // Progress arrives in bursts: one write per half second at most (flush() on close writes the rest).
-    this.doc = new JsonDocument(file, () => this.list(), 0o644, 500);
+    this.doc = new JsonDocument(file, () => this.list(), 0o600, 500);
   }
 
   private count(s: DeviceState | undefined, delta: 1 | -1): void {

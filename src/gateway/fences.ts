@@ -1,0 +1,91 @@
+import { DeviceAttributes, DialectName } from '../core/types';
+import { contains, matches, meet } from './topics';
+
+// Topic spaces that belong to one device (or one Sming app), whatever ACL rules say: a device's
+// rules may be customised, or two identities may spell overlapping topics (a Tencent device of
+// product `a` named `demo` owns `a/demo/#`, which holds the Sming notices of app `demo`). So on top
+// of its rules, a device reaches into a fenced space only where the space is its own, and nobody
+// publishes on a notice topic, its own included (Biotz rule: the server alone sends notices).
+
+interface FenceSpec {
+  dialect: DialectName;
+  pattern: string;
+  /** A notice topic: subscribe-only for its owner, closed to everyone else. */
+  notice: boolean;
+}
+
+const FENCES: FenceSpec[] = [
+  { dialect: 'biotz', pattern: 'biotz/1/0/{customer}/{device}/subscribe/firmware/update', notice: true },
+  { dialect: 'biotz', pattern: 'biotz/1/0/{customer}/{device}/#', notice: false },
+  { dialect: 'tencent', pattern: '$ota/update/{product}/{device}', notice: true },
+  { dialect: 'tencent', pattern: '$ota/report/{product}/{device}', notice: false },
+  // Sming notices are shared by every device of an app, with or without the seed's leading slash.
+  { dialect: 'sming', pattern: 'a/{app}/u/#', notice: true },
+  { dialect: 'sming', pattern: '/a/{app}/u/#', notice: true },
+];
+
+/**
+ * `$` first levels no device is ever granted, whatever the rules: shared and exclusive
+ * subscriptions read other clients' topics (`$share/g/#` is `#`), `$SYS` is the broker's, and
+ * EMQX's `$delayed/{s}/{topic}` publishes to any topic later.
+ */
+const FORBIDDEN_ROOTS = new Set(['$share', '$queue', '$exclusive', '$delayed', '$sys']);
+
+export function isForbiddenRoot(topic: string): boolean {
+  return FORBIDDEN_ROOTS.has(topic.split('/', 1)[0].toLowerCase());
+}
+
+interface Fence {
+  /** Every device's space: placeholders as `+`. */
+  all: string;
+  /** This device's own part of it, or null when it has none. */
+  own: string | null;
+  notice: boolean;
+}
+
+const PLACEHOLDER = /\{(\w+)\}/g;
+
+function valueOf(key: string, deviceId: string, attributes: DeviceAttributes): string | undefined {
+  return (key === 'device' ? deviceId : Object.hasOwn(attributes, key) ? attributes[key] : undefined) || undefined;
+}
+
+/** The first placeholder of `pattern` with no value, or null when it has them all. */
+export function missingIn(pattern: string, deviceId: string, attributes: DeviceAttributes): string | null {
+  for (const [, key] of pattern.matchAll(PLACEHOLDER)) if (!valueOf(key, deviceId, attributes)) return key;
+  return null;
+}
+
+/** Fills placeholders, or null when one has no value (never a wildcard in its place). */
+export function fill(pattern: string, deviceId: string, attributes: DeviceAttributes): string | null {
+  if (missingIn(pattern, deviceId, attributes) !== null) return null;
+  return pattern.replace(PLACEHOLDER, (_, key: string) => valueOf(key, deviceId, attributes) as string);
+}
+
+export class Fences {
+  private readonly fences: Fence[];
+  /**
+   * @param namespace ThingsBoard/TagoIO namespaces live under `{namespace}/`: a device with ACL
+   *   rules never reaches in there.
+   */
+  constructor(namespace: string, dialect: DialectName, deviceId: string, attributes: DeviceAttributes) {
+    this.fences = FENCES.map((f) => ({
+      all: f.pattern.replace(/\{\w+\}/g, '+'),
+      own: f.dialect === dialect ? fill(f.pattern, deviceId, attributes) : null,
+      notice: f.notice,
+    }));
+    this.fences.push({ all: `${namespace}/#`, own: null, notice: false });
+  }
+
+  /** True when every topic `filter` matches inside a fenced space is this device's. */
+  maySubscribe(filter: string): boolean {
+    return this.fences.every((f) => {
+      const common = meet(filter, f.all);
+      return common === null || (f.own !== null && contains(f.own, common));
+    });
+  }
+
+  /** True when `topic` is outside every fenced space, or in this device's own and not a notice. */
+  mayPublish(topic: string): boolean {
+    return this.fences.every((f) => !matches(f.all, topic) || (!f.notice && f.own !== null && matches(f.own, topic)));
+  }
+}
