@@ -6,4 +6,8 @@ export type { DeviceDirectory, DeviceCredentials, DeviceIdentity, AuthResult, Au
 export { DEFAULT_ACL_RULES, NAMESPACED_DIALECTS, NamespacePolicy, AclPolicy, policyFor } from './policy';
 export type { AclRule, TopicPolicy } from './policy';
 export { parseBrokerUrl } from './upstream';
+export { DEFAULT_LIMITS, resolveLimits } from './limits';
+export type { GatewayLimits } from './limits';
+export { LogLimiter, printable, droppedNote } from './log-limit';
+export { upstreamClientId } from './identity';
 export { matches, intersects, contains } from './topics';

@@ -1,7 +1,10 @@
 import * as net from 'net';
-import { randomBytes } from 'crypto';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
+import { PacedReader, PacketTooLarge } from './framing';
+import { generatedClientId, upstreamClientId } from './identity';
+import { WindowCounter } from './limits';
+import { printable } from './log-limit';
 import { NamespacePolicy, TopicPolicy } from './policy';
 import { SubscriptionBook } from './subscriptions';
 import type { GatewayContext } from './gateway';
@@ -14,24 +17,36 @@ import type { GatewayContext } from './gateway';
 type Version = 3 | 4 | 5;
 
 const NOT_AUTHORIZED_V5 = 0x87;
+const PROTOCOL_ERROR_V5 = 0x82;
+const PACKET_TOO_LARGE_V5 = 0x95;
+const TOPIC_ALIAS_INVALID_V5 = 0x94;
 const MAX_QUEUED = 1000;
+/** Broker CONNACK codes that mean "not now": the CONNECT is tried again, not passed down. */
+const BROKER_UNAVAILABLE = { v4: [3], v5: [0x88, 0x89] };
 
-const CONNACK_CODES: Record<AuthFailure | 'unavailable', { v4: number; v5: number }> = {
+const CONNACK_CODES: Record<AuthFailure | 'unavailable' | 'identifier_rejected', { v4: number; v5: number }> = {
   bad_credentials: { v4: 4, v5: 0x86 },
   not_authorized: { v4: 5, v5: 0x87 },
   unavailable: { v4: 3, v5: 0x88 },
+  identifier_rejected: { v4: 2, v5: 0x85 },
 };
 
 export class DeviceSession {
   readonly remote: string;
   device?: DeviceIdentity;
   clientId = '';
-  private state: 'connecting' | 'authenticating' | 'open' | 'closed' = 'connecting';
+  /** linking: authenticated, waiting for the broker's CONNACK (held, and retried, while the broker is down). */
+  private state: 'connecting' | 'authenticating' | 'linking' | 'open' | 'closed' = 'connecting';
   private version: Version = 4;
   private policy?: TopicPolicy;
   private upstream?: net.Socket;
   private readonly parser = mqtt.parser();
+  private readonly reader: PacedReader;
+  /** Size of the packet being parsed (the framer's), for the queue's byte count. */
+  private packetBytes = 0;
   private queue: mqtt.Packet[] = [];
+  private queuedBytes = 0;
+  private readonly refusals: WindowCounter;
   private subscriptions?: SubscriptionBook;
   /** QoS 2 publishes refused in MQTT 3.1.1: their PUBREL is answered here, not upstream. */
   private readonly refusedQos2 = new Set<number>();
@@ -40,6 +55,10 @@ export class DeviceSession {
   private readonly aliasesUp = new Map<number, string>();
   private readonly aliasesDown = new Map<number, string>();
   private connackSent = false;
+  private connect?: mqtt.IConnectPacket;
+  private linkDeadline = 0;
+  private linkAttempts = 0;
+  private linkTimer?: NodeJS.Timeout;
   /** True once the gateway counted this device as connected. */
   private announced = false;
   private connectTimer?: NodeJS.Timeout;
@@ -52,23 +71,27 @@ export class DeviceSession {
     socket.setNoDelay(true);
     this.connectTimer = setTimeout(() => this.close('no CONNECT in time'), ctx.connectTimeoutMs);
     this.connectTimer.unref();
+    const limits = ctx.limits;
+    this.refusals = new WindowCounter(limits.maxRefused, limits.refusedWindowMs);
     this.parser.on('packet', (packet) => this.fromDevice(packet));
     this.parser.on('error', (err: Error) => this.malformed(err.message));
-    socket.on('data', (data) => {
-      const up = this.upstream;
-      up?.cork();
-      try {
-        this.parser.parse(data);
-      } catch (err) {
-        this.malformed((err as Error).message);
-      }
-      if (up) {
-        up.uncork();
-        if (up.writableNeedDrain) {
-          socket.pause();
-          up.once('drain', () => socket.resume());
+    // Until the device is authenticated only a CONNECT-sized packet is read.
+    this.reader = new PacedReader(socket, limits.maxConnectBytes, limits.packetsPerTurn, {
+      packet: (bytes) => {
+        this.packetBytes = bytes.length;
+        try {
+          this.parser.parse(bytes);
+        } catch (err) {
+          this.malformed((err as Error).message);
         }
-      }
+      },
+      error: (err) => this.tooLarge(err),
+      turnStart: () => this.upstream?.cork(),
+      turnEnd: () => {
+        const up = this.upstream;
+        up?.uncork();
+        return [up, socket].filter((s): s is net.Socket => !!s && !s.destroyed && s.writableNeedDrain);
+      },
     });
     socket.on('error', () => this.close('device socket error'));
     socket.on('close', () => this.close('device closed'));
@@ -87,8 +110,11 @@ export class DeviceSession {
       this.onConnect(packet);
       return;
     }
-    if (this.state === 'authenticating') {
-      if (this.queue.length >= MAX_QUEUED) return this.close('too many packets before authentication');
+    if (this.state === 'authenticating' || this.state === 'linking') {
+      this.queuedBytes += this.packetBytes;
+      if (this.queue.length >= MAX_QUEUED || this.queuedBytes > this.ctx.limits.maxBufferedBytes) {
+        return this.close(`over ${MAX_QUEUED} packets or ${this.ctx.limits.maxBufferedBytes} bytes before the broker accepted the connection`);
+      }
       this.queue.push(packet);
       return;
     }
@@ -117,12 +143,15 @@ export class DeviceSession {
     this.version = (packet.protocolVersion ?? 4) as Version;
     this.clientId = packet.clientId;
     this.state = 'authenticating';
+    // MQTT 3.1.1 3.1.3-8 (and MQTT 5 3.1.3-8): an empty client id with a persistent session is
+    // refused; granting it would leave a persistent broker session behind every connect.
+    if (!packet.clientId && !packet.clean) return this.refuse('identifier_rejected', packet.username);
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
     // A directory that never answers (a custom one calling a backend that hangs) must not hold
     // the connection, and its socket, for ever: the device hears "server unavailable" and retries.
     this.connectTimer = setTimeout(() => {
       if (this.state !== 'authenticating') return;
-      this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(packet.clientId)} took over ${this.ctx.authTimeoutMs} ms`));
+      this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(printable(packet.clientId))} took over ${this.ctx.authTimeoutMs} ms`));
       this.refuse('unavailable', packet.username);
     }, this.ctx.authTimeoutMs);
     this.connectTimer.unref();
@@ -144,7 +173,7 @@ export class DeviceSession {
       );
   }
 
-  private refuse(reason: AuthFailure | 'unavailable', username: string | undefined): void {
+  private refuse(reason: keyof typeof CONNACK_CODES, username: string | undefined): void {
     const code = CONNACK_CODES[reason];
     this.ctx.counters.refused++;
     this.ctx.emit('refused', { clientId: this.clientId, username, reason, remote: this.remote });
@@ -159,13 +188,36 @@ export class DeviceSession {
   private open(connect: mqtt.IConnectPacket, device: DeviceIdentity): void {
     this.device = device;
     this.policy = this.ctx.policyFor(device);
+    this.reader.setLimit(this.ctx.limits.maxPacketBytes);
     const widen = this.ctx.widenThingsboard && device.dialect === 'thingsboard' && this.policy instanceof NamespacePolicy;
     const failure = this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
     this.subscriptions = new SubscriptionBook(this.policy, widen, failure, (filter) => this.deny('subscribe', filter));
+    this.connect = connect;
+    this.state = 'linking';
+    this.linkDeadline = Date.now() + this.ctx.limits.upstreamRetryMs;
+    this.link();
+  }
+
+  /**
+   * Opens the broker connection and sends the device's CONNECT; while the broker cannot be
+   * reached (refused, reset, or CONNACK "server unavailable"/"busy") it tries again until
+   * upstreamRetryMs, then closes the device without a CONNACK. Why not CONNACK 3: mqtt.js 5.16
+   * stops reconnecting on any refusing CONNACK unless the client opted into
+   * `reconnectOnConnackError` (src/lib/handlers/connack.ts, `handleConnack`: `reconnectSuppressed
+   * = true`, then `_setupReconnect()` only under that option), and our simulator (ota-sim) uses
+   * mqtt.js's default. A connection closed before any CONNACK is, to every client, a network
+   * failure: mqtt.js reconnects after reconnectPeriod ('close' -> `_setupReconnect`), paho's
+   * loop_forever reconnects on a lost connection, and the embedded C clients (Paho
+   * MQTTClient-C, esp-mqtt) see MQTTConnect fail or the transport drop and run their retry loop.
+   */
+  private link(): void {
+    const connect = this.connect as mqtt.IConnectPacket;
     const up = this.ctx.connectUpstream();
     this.upstream = up;
     const parser = mqtt.parser({ protocolVersion: this.version });
-    parser.on('packet', (packet) => this.fromUpstream(packet));
+    parser.on('packet', (packet) => {
+      if (up === this.upstream) this.fromUpstream(packet);
+    });
     parser.on('error', (err: Error) => this.close(`broker sent a malformed packet: ${err.message}`));
     up.on('data', (data) => {
       this.socket.cork();
@@ -181,22 +233,36 @@ export class DeviceSession {
       }
     });
     up.on('error', (err) => {
-      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable', connect.username);
+      if (up !== this.upstream) return;
+      if (this.state === 'linking') this.relink(err.message);
       else this.close(`broker connection: ${err.message}`);
     });
-    up.on('close', () => this.close('broker closed the connection'));
+    up.on('close', () => {
+      if (up !== this.upstream) return;
+      if (this.state === 'linking') this.relink('closed');
+      else this.close('broker closed the connection');
+    });
+    this.toUpstream(this.upstreamConnect(connect, this.device as DeviceIdentity));
+  }
 
-    this.state = 'open';
-    this.toUpstream(this.upstreamConnect(connect, device));
-    const queued = this.queue;
-    this.queue = [];
-    for (const packet of queued) this.fromDevice(packet);
+  private relink(why: string): void {
+    const up = this.upstream;
+    this.upstream = undefined;
+    up?.destroy();
+    if (this.state !== 'linking') return;
+    const wait = Math.min(1000, 100 * 2 ** this.linkAttempts++);
+    if (Date.now() + wait > this.linkDeadline) {
+      this.ctx.brokerUnavailable(this, why);
+      this.close(`broker unavailable (${why}) for ${this.ctx.limits.upstreamRetryMs} ms: closed without CONNACK so that the device reconnects`);
+      return;
+    }
+    this.linkTimer = setTimeout(() => this.link(), wait);
   }
 
   private upstreamConnect(connect: mqtt.IConnectPacket, device: DeviceIdentity): mqtt.IConnectPacket {
     const policy = this.policy as TopicPolicy;
     // Prefixed per device so that no device can take over another device's session.
-    const clientId = `${device.deviceId}:${connect.clientId || randomBytes(6).toString('hex')}`;
+    const clientId = upstreamClientId(device.deviceId, connect.clientId || generatedClientId());
     const out: mqtt.IConnectPacket = { ...connect, clientId };
     delete out.username;
     delete out.password;
@@ -231,11 +297,18 @@ export class DeviceSession {
     const policy = this.policy as TopicPolicy;
     let topic = packet.topic;
     const alias = packet.properties?.topicAlias;
-    // We advertise topicAliasMaximum 0, but resolve any alias a device sends anyway: an
-    // alias-only PUBLISH rewritten blindly would land on `{ns}/{id}/`.
+    // Aliases are resolved before rewriting (an alias-only PUBLISH rewritten blindly would land
+    // on `{ns}/{id}/`), only up to the maximum told in CONNACK, and kept only for publishes the
+    // ACL lets through: at most topicAliasMaximum topics of at most maxPacketBytes each.
     if (alias !== undefined) {
-      if (topic) this.aliasesUp.set(alias, topic);
-      else topic = this.aliasesUp.get(alias) ?? '';
+      if (alias < 1 || alias > this.ctx.limits.topicAliasMaximum) {
+        return this.disconnect(TOPIC_ALIAS_INVALID_V5, `topic alias ${alias} above the maximum of ${this.ctx.limits.topicAliasMaximum}`);
+      }
+      if (!topic) {
+        const known = this.aliasesUp.get(alias);
+        if (known === undefined) return this.disconnect(PROTOCOL_ERROR_V5, `topic alias ${alias} was never set`);
+        topic = known;
+      }
     }
     const upTopic = policy.publish(topic);
     if (upTopic === null) {
@@ -243,6 +316,7 @@ export class DeviceSession {
       this.ackRefusedPublish(packet);
       return;
     }
+    if (alias !== undefined && packet.topic) this.aliasesUp.set(alias, topic);
     const out: mqtt.IPublishPacket = { ...packet, topic: upTopic };
     if (packet.properties) {
       const props = { ...packet.properties };
@@ -282,7 +356,13 @@ export class DeviceSession {
   private deny(kind: 'publish' | 'subscribe', topic: string): void {
     if (kind === 'publish') this.ctx.counters.deniedPublish++;
     else this.ctx.counters.deniedSubscribe++;
-    this.ctx.emit('denied', { deviceId: this.device?.deviceId, kind, topic });
+    this.ctx.emit('denied', { deviceId: this.device?.deviceId, kind, topic: printable(topic) });
+    // Refusals are answered here, not by the broker: without a bound they cost the gateway
+    // without ever meeting the broker's flow control.
+    if (this.state === 'open' && this.refusals.hit()) {
+      const { maxRefused, refusedWindowMs } = this.ctx.limits;
+      this.disconnect(NOT_AUTHORIZED_V5, `over ${maxRefused} refused publishes or subscriptions in ${refusedWindowMs} ms`);
+    }
   }
 
   // ---- broker to device -------------------------------------------------------------------
@@ -315,26 +395,36 @@ export class DeviceSession {
   }
 
   private upstreamConnack(packet: mqtt.IConnackPacket): void {
+    if (this.state !== 'linking') return this.close('broker sent a second CONNACK');
+    const code = (this.version === 5 ? packet.reasonCode : packet.returnCode) ?? 0;
+    if ((this.version === 5 ? BROKER_UNAVAILABLE.v5 : BROKER_UNAVAILABLE.v4).includes(code)) return this.relink(`CONNACK ${code}`);
     const out: mqtt.IConnackPacket = { ...packet };
-    if (packet.properties) {
+    if (this.version === 5) {
       const props = { ...packet.properties };
-      // Topic aliases are disabled toward the device; receiveMaximum passes through as is.
+      // Our own topic alias maximum (the broker's is for our upstream leg, which uses none);
+      // receiveMaximum passes through as is.
       delete props.topicAliasMaximum;
-      // Our prefix lengthens every topic on the way up: promise the device a little less.
+      if (this.ctx.limits.topicAliasMaximum > 0) props.topicAliasMaximum = this.ctx.limits.topicAliasMaximum;
+      // Ours, or the broker's less our prefix (it lengthens every topic on the way up).
       const overhead = (this.policy as TopicPolicy).overhead;
-      if (props.maximumPacketSize) props.maximumPacketSize = Math.max(1, props.maximumPacketSize - overhead);
+      const broker = props.maximumPacketSize ? Math.max(1, props.maximumPacketSize - overhead) : Infinity;
+      props.maximumPacketSize = Math.min(this.ctx.limits.maxPacketBytes, broker);
       out.properties = props;
     }
     this.connackSent = true;
-    const code = this.version === 5 ? packet.reasonCode : packet.returnCode;
     this.toDevice(out);
     if (code) {
       this.close(`broker refused the connection (${code})`);
       return;
     }
+    this.state = 'open';
     this.ctx.counters.accepted++;
     this.announced = true;
     this.ctx.sessionOpened(this);
+    const queued = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const packet of queued) this.fromDevice(packet);
   }
 
   private upstreamPublish(packet: mqtt.IPublishPacket): void {
@@ -395,8 +485,26 @@ export class DeviceSession {
   private malformed(message: string): void {
     if (this.state === 'closed') return;
     this.ctx.counters.malformed++;
-    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message });
-    this.close(`malformed packet: ${message}`);
+    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message: printable(message) });
+    this.close(`malformed packet: ${printable(message)}`);
+  }
+
+  /** A packet over the limit (or a header that cannot be one): closed before it is buffered. */
+  private tooLarge(err: Error): void {
+    if (this.state === 'closed') return;
+    if (!(err instanceof PacketTooLarge)) return this.malformed(err.message);
+    this.ctx.counters.tooLarge++;
+    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message: err.message });
+    // Before authentication the device has been told nothing: it is simply closed.
+    if (this.connackSent) this.disconnect(PACKET_TOO_LARGE_V5, err.message);
+    else this.close(err.message);
+  }
+
+  /** MQTT 5 devices hear why (DISCONNECT with a reason code); 3.1.1 has no way to say it. */
+  private disconnect(reasonCode: number, reason: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.connackSent) this.toDevice({ cmd: 'disconnect', reasonCode });
+    this.close(reason);
   }
 
   /** Ends both legs with end(), so a final CONNACK or DISCONNECT still goes out. */
@@ -405,6 +513,9 @@ export class DeviceSession {
     const wasOpen = this.announced;
     this.state = 'closed';
     clearTimeout(this.connectTimer);
+    clearTimeout(this.linkTimer);
+    this.reader.stop();
+    this.queue = [];
     this.parser.removeAllListeners('packet');
     for (const socket of [this.socket, this.upstream]) {
       if (!socket || socket.destroyed) continue;

@@ -1,6 +1,6 @@
 import { PresenceEvent, isDialectName } from '../core/types';
-import { OtaGateway, RegistryDirectory, isIdentityMode } from '../gateway';
-import type { ConnectEvent, DisconnectEvent, SubscribeEvent } from '../gateway';
+import { LogLimiter, OtaGateway, RegistryDirectory, droppedNote, isIdentityMode, resolveLimits } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, GatewayLimits, SubscribeEvent } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -19,6 +19,30 @@ interface OtaGatewayDef extends NodeDef {
   namespace?: string;
   identity?: string;
   autoRegister?: string;
+  // Limits (blank: the default); sizes in bytes, times in seconds.
+  maxConnectBytes?: string;
+  maxPacketBytes?: string;
+  maxBufferedBytes?: string;
+  topicAliasMaximum?: string;
+  maxRefused?: string;
+  refusedWindow?: string;
+  packetsPerTurn?: string;
+  upstreamRetry?: string;
+}
+
+/** The node's limit fields as gateway limits: seconds become milliseconds, blanks stay unset. */
+function limitsOf(config: OtaGatewayDef): Partial<Record<keyof GatewayLimits, unknown>> {
+  const seconds = (v: string | undefined) => (v === undefined || String(v).trim() === '' ? undefined : Number(v) * 1000);
+  return {
+    maxConnectBytes: config.maxConnectBytes,
+    maxPacketBytes: config.maxPacketBytes,
+    maxBufferedBytes: config.maxBufferedBytes,
+    topicAliasMaximum: config.topicAliasMaximum,
+    maxRefused: config.maxRefused,
+    refusedWindowMs: seconds(config.refusedWindow),
+    packetsPerTurn: config.packetsPerTurn,
+    upstreamRetryMs: seconds(config.upstreamRetry),
+  };
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -45,6 +69,7 @@ export = function (RED: NodeAPI) {
         upstreamUsername: node.credentials?.username || undefined,
         upstreamPassword: node.credentials?.password || undefined,
         namespace: config.namespace || 'ota',
+        limits: resolveLimits(limitsOf(config)),
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -63,14 +88,12 @@ export = function (RED: NodeAPI) {
       if (!statusTimer) statusTimer = setTimeout(showCount, STATUS_EVERY_MS);
     };
 
-    // A device with a wrong token retries every few seconds: say so once a minute, not each time.
-    const warned = new Map<string, number>();
-    const warnOnce = (key: string, text: string) => {
-      const now = Date.now();
-      if ((warned.get(key) ?? 0) > now - WARN_EVERY_MS) return;
-      if (warned.size > 1000) warned.clear();
-      warned.set(key, now);
-      node.warn(text);
+    // A device with a wrong token retries every few seconds: say so once a minute, not each
+    // time; and however many devices misbehave, a few lines of each kind per 10 s at most.
+    const logs = new LogLimiter(10, 10_000);
+    const warnOnce = (kind: string, key: string, text: string) => {
+      const dropped = logs.once(kind, key, WARN_EVERY_MS);
+      if (dropped !== false) node.warn(text + droppedNote(dropped));
     };
 
     const repo = repoNode.repo;
@@ -91,12 +114,15 @@ export = function (RED: NodeAPI) {
     });
     gateway.on('refused', (e: { clientId: string; reason: string; remote: string }) => {
       node.send({ topic: 'refused', payload: e });
-      warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
+      warnOnce('refused', e.clientId, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
     });
     gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
-      warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
+      warnOnce('denied', `${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
     });
-    gateway.on('error', (err: Error) => node.error(err.message));
+    gateway.on('error', (err: Error) => {
+      const dropped = logs.allow('error');
+      if (dropped !== false) node.error(err.message + droppedNote(dropped));
+    });
 
     node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
     gateway.listen(port, host).then(
