@@ -21,6 +21,16 @@ const USAGE = `usage: ota-gateway --dir <repository dir> [options]
   --auto-register <dialect> register unknown devices under this dialect instead of refusing them
   --secret <text>           repository secret, when the config node was given one (or OTA_SECRET)
   --quiet                   log refusals and errors only
+
+limits (defaults in brackets; see the README's Security section):
+  --max-connect-bytes <n>   largest packet before authentication, the CONNECT [16384]
+  --max-packet-bytes <n>    largest packet from an authenticated device [262144]
+  --max-buffered-bytes <n>  bytes held per device while its broker connection opens [1048576]
+  --topic-alias-maximum <n> topic aliases an MQTT 5 device may use [0]
+  --max-refused <n>         refused publishes/subscriptions per window before disconnect [100]
+  --refused-window <s>      that window, in seconds [10]
+  --packets-per-turn <n>    packets of one device handled per event-loop turn [32]
+  --upstream-retry <s>      how long a CONNECT is held while the broker is down [8]
 `;
 
 function fail(message) {
@@ -41,6 +51,14 @@ try {
       'auto-register': { type: 'string' },
       secret: { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      'max-connect-bytes': { type: 'string' },
+      'max-packet-bytes': { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
+      'topic-alias-maximum': { type: 'string' },
+      'max-refused': { type: 'string' },
+      'refused-window': { type: 'string' },
+      'packets-per-turn': { type: 'string' },
+      'upstream-retry': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values;
@@ -54,7 +72,7 @@ if (args.help) {
 if (!args.dir) fail('--dir is required');
 
 const dist = path.join(__dirname, '..', 'dist');
-const { OtaGateway, RegistryDirectory, isIdentityMode } = require(path.join(dist, 'gateway'));
+const { OtaGateway, RegistryDirectory, isIdentityMode, resolveLimits, LogLimiter, droppedNote } = require(path.join(dist, 'gateway'));
 const { DeviceRegistry } = require(path.join(dist, 'core', 'devices'));
 const { isDialectName } = require(path.join(dist, 'core', 'types'));
 
@@ -94,8 +112,31 @@ fs.watchFile(path.join(dir, 'devices.json'), { interval: 2000 }, () => {
   }
 });
 
-function log(text) {
-  if (!args.quiet) console.log(`ota-gateway: ${text}`);
+const seconds = (v) => (v === undefined ? undefined : Number(v) * 1000);
+let limits;
+try {
+  limits = resolveLimits({
+    maxConnectBytes: args['max-connect-bytes'],
+    maxPacketBytes: args['max-packet-bytes'],
+    maxBufferedBytes: args['max-buffered-bytes'],
+    topicAliasMaximum: args['topic-alias-maximum'],
+    maxRefused: args['max-refused'],
+    refusedWindowMs: seconds(args['refused-window']),
+    packetsPerTurn: args['packets-per-turn'],
+    upstreamRetryMs: seconds(args['upstream-retry']),
+  });
+} catch (err) {
+  fail(err.message);
+}
+
+// Devices decide how often these lines come: a few of each kind per 10 s, then a count.
+const lines = new LogLimiter(20, 10_000);
+function limited(kind, write, text) {
+  const dropped = lines.allow(kind);
+  if (dropped !== false) write(`ota-gateway: ${text}${droppedNote(dropped)}`);
+}
+function log(text, kind = 'info') {
+  if (!args.quiet) limited(kind, console.log, text);
 }
 
 let gateway;
@@ -106,16 +147,17 @@ try {
     upstreamUsername: args['upstream-username'],
     upstreamPassword: process.env.OTA_GATEWAY_UPSTREAM_PASSWORD,
     namespace: args.ns,
+    limits,
   });
 } catch (err) {
   fail(err.message);
 }
-gateway.on('connect', (e) => log(`${e.deviceId} (${e.dialect}) connected from ${e.remote}, client id ${e.clientId}`));
-gateway.on('disconnect', (e) => log(`${e.deviceId} disconnected: ${e.reason}`));
-gateway.on('refused', (e) => console.log(`ota-gateway: refused client id ${e.clientId} from ${e.remote}: ${e.reason}`));
-gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`));
-gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`));
-gateway.on('error', (err) => console.error(`ota-gateway: ${err.message}`));
+gateway.on('connect', (e) => log(`${e.deviceId} (${e.dialect}) connected from ${e.remote}, client id ${e.clientId}`, 'connect'));
+gateway.on('disconnect', (e) => log(`${e.deviceId} disconnected: ${e.reason}`, 'disconnect'));
+gateway.on('refused', (e) => limited('refused', console.log, `refused client id ${e.clientId} from ${e.remote}: ${e.reason}`));
+gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`, 'denied'));
+gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`, 'malformed'));
+gateway.on('error', (err) => limited('error', console.error, err.message));
 
 gateway.listen(port, host).then(
   (address) => console.log(`ota-gateway: devices connect to ${address.address}:${address.port}, proxied to ${args.upstream} under ${args.ns}/{device}/`),
