@@ -69,8 +69,9 @@ class AdminApi {
  * @param {number} [o.nodeRedPort]  0: a free port
  * @param {number} [o.devicePort]   the gateway's port for devices; 0: a free port
  * @param {string} [o.brokerUrl]    an existing broker instead of the embedded aedes
+ * @param {object} [o.settings]     extra Node-RED settings.js entries
  */
-async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, progress, onLog }) {
+async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, progress, onLog, settings }) {
   const stops = [];
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await Promise.resolve().then(s).catch(() => {});
@@ -85,7 +86,7 @@ async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerU
     const port = nodeRedPort || (await freePort());
     const gatewayPort = devicePort || (await freePort());
     const publicUrl = `http://127.0.0.1:${port}`;
-    const red = await startNodeRed({ userDir, port, flows: pipelineFlow({ brokerUrl: upstream, devicePort: gatewayPort, publicUrl, progress }), onLog });
+    const red = await startNodeRed({ userDir, port, flows: pipelineFlow({ brokerUrl: upstream, devicePort: gatewayPort, publicUrl, progress }), onLog, settings });
     stops.push(() => red.stop());
     return { red, api: new AdminApi(red.url), brokerUrl: upstream, deviceUrl: `mqtt://127.0.0.1:${gatewayPort}`, stop };
   } catch (err) {
