@@ -242,10 +242,15 @@ export class DeviceSession {
       if (this.state === 'linking') this.relink('closed');
       else this.close('broker closed the connection');
     });
+    // A broker that takes the connection and never answers it is as good as down.
+    this.linkTimer = setTimeout(() => {
+      if (up === this.upstream && this.state === 'linking') this.relink('no CONNACK');
+    }, Math.max(1000, this.linkDeadline - Date.now()));
     this.toUpstream(this.upstreamConnect(connect, this.device as DeviceIdentity));
   }
 
   private relink(why: string): void {
+    clearTimeout(this.linkTimer);
     const up = this.upstream;
     this.upstream = undefined;
     up?.destroy();
@@ -396,6 +401,7 @@ export class DeviceSession {
 
   private upstreamConnack(packet: mqtt.IConnackPacket): void {
     if (this.state !== 'linking') return this.close('broker sent a second CONNACK');
+    clearTimeout(this.linkTimer);
     const code = (this.version === 5 ? packet.reasonCode : packet.returnCode) ?? 0;
     if ((this.version === 5 ? BROKER_UNAVAILABLE.v5 : BROKER_UNAVAILABLE.v4).includes(code)) return this.relink(`CONNACK ${code}`);
     const out: mqtt.IConnackPacket = { ...packet };
