@@ -24,10 +24,9 @@ const MAX_QUEUED = 1000;
 /** Broker CONNACK codes that mean "not now": the CONNECT is tried again, not passed down. */
 const BROKER_UNAVAILABLE = { v4: [3], v5: [0x88, 0x89] };
 
-const CONNACK_CODES: Record<AuthFailure | 'unavailable' | 'identifier_rejected', { v4: number; v5: number }> = {
+const CONNACK_CODES: Record<AuthFailure | 'identifier_rejected', { v4: number; v5: number }> = {
   bad_credentials: { v4: 4, v5: 0x86 },
   not_authorized: { v4: 5, v5: 0x87 },
-  unavailable: { v4: 3, v5: 0x88 },
   identifier_rejected: { v4: 2, v5: 0x85 },
 };
 
@@ -148,7 +147,8 @@ export class DeviceSession {
     if (!packet.clientId && !packet.clean) return this.refuse('identifier_rejected', packet.username);
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
     // A directory that never answers (a custom one calling a backend that hangs) must not hold
-    // the connection, and its socket, for ever: the device hears "server unavailable" and retries.
+    // the connection, and its socket, for ever: the device is closed without a CONNACK and
+    // retries (a CONNACK "server unavailable" would stop mqtt.js: see link()).
     this.connectTimer = setTimeout(() => {
       if (this.state !== 'authenticating') return;
       this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(printable(packet.clientId))} took over ${this.ctx.authTimeoutMs} ms`));
@@ -173,15 +173,18 @@ export class DeviceSession {
       );
   }
 
-  private refuse(reason: keyof typeof CONNACK_CODES, username: string | undefined): void {
-    const code = CONNACK_CODES[reason];
+  /** Refused with the CONNACK code MQTT defines; "unavailable" with none at all (see link()). */
+  private refuse(reason: keyof typeof CONNACK_CODES | 'unavailable', username: string | undefined): void {
     this.ctx.counters.refused++;
     this.ctx.emit('refused', { clientId: this.clientId, username, reason, remote: this.remote });
-    this.toDevice(
-      this.version === 5
-        ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
-        : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 },
-    );
+    if (reason !== 'unavailable') {
+      const code = CONNACK_CODES[reason];
+      this.toDevice(
+        this.version === 5
+          ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
+          : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 },
+      );
+    }
     this.close(`refused: ${reason}`);
   }
 
