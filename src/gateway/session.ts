@@ -142,8 +142,9 @@ export class DeviceSession {
     this.version = (packet.protocolVersion ?? 4) as Version;
     this.clientId = packet.clientId;
     this.state = 'authenticating';
-    // MQTT 3.1.1 3.1.3-8 (and MQTT 5 3.1.3-8): an empty client id with a persistent session is
-    // refused; granting it would leave a persistent broker session behind every connect.
+    // An empty client id with a persistent session: MQTT 3.1.1 says refuse ([MQTT-3.1.3-8],
+    // code 2). MQTT 5 would let the server assign one, but a session nobody can name again is
+    // left behind on the broker by every such connect: refused too (0x85).
     if (!packet.clientId && !packet.clean) return this.refuse('identifier_rejected', packet.username);
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
     // A directory that never answers (a custom one calling a backend that hangs) must not hold
