@@ -109,14 +109,17 @@ async function chunkRoundTrips(gw, brokerUrl, image) {
   gw.child.disconnect();
 
   gw = await startGateway(broker.url);
+  await gw.ask();
   const quiet = await chunkRoundTrips(gw, broker.url, image);
+  const quietLoop = (await gw.ask()).loopMaxMs;
   console.log(`chunk round trip alone (ms):        median ${quiet.median}, p99 ${quiet.p99}, worst ${quiet.worst}`);
   const flooder = flood(gw.port);
   await h.sleep(500);
   const loud = await chunkRoundTrips(gw, broker.url, image);
   const connections = flooder.stop();
-  const { counters } = await gw.ask();
+  const { counters, loopMaxMs } = await gw.ask();
   console.log(`chunk round trip during flood (ms): median ${loud.median}, p99 ${loud.p99}, worst ${loud.worst}`);
+  console.log(`gateway event loop, longest stall (ms): alone ${quietLoop.toFixed(1)}, during flood ${loopMaxMs.toFixed(1)}`);
   console.log(`flood: ${counters.deniedPublish} refused publishes handled over ${connections} connections`);
   gw.child.disconnect();
   await h.endAll([responder]);

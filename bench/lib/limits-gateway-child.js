@@ -5,6 +5,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { monitorEventLoopDelay } = require('perf_hooks');
 
 const DIST = process.env.OTA_DIST || path.join(__dirname, '..', '..', 'dist');
 const { OtaRepository } = require(path.join(DIST, 'core', 'repository'));
@@ -19,10 +20,14 @@ const { OtaGateway, RegistryDirectory } = require(path.join(DIST, 'gateway'));
   const gateway = new OtaGateway({ directory: new RegistryDirectory(repo.devices, {}), upstream, namespace: 'ota', limits: JSON.parse(limits || '{}') });
   gateway.on('error', () => {});
   const address = await gateway.listen(0, '127.0.0.1');
+  // How long anything else in this process (an admin API request, say) could have waited.
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   process.on('message', (m) => {
     if (m === 'rss') {
       global.gc?.();
-      process.send({ rss: process.memoryUsage().rss, counters: gateway.counters });
+      process.send({ rss: process.memoryUsage().rss, counters: gateway.counters, loopMaxMs: loop.max / 1e6 });
+      loop.reset();
     }
   });
   process.on('disconnect', () => {
