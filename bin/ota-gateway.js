@@ -29,6 +29,16 @@ const USAGE = `usage: ota-gateway --dir <repository dir> [options]
   --secret-file <path>      file holding the repository secret, when the config node was given
                             one (or the environment variable OTA_SECRET); default: secret.key in --dir
   --quiet                   log refusals and errors only
+
+limits (defaults in brackets; see the README's Security section):
+  --max-connect-bytes <n>   largest packet before authentication, the CONNECT [16384]
+  --max-packet-bytes <n>    largest packet from an authenticated device [262144]
+  --max-buffered-bytes <n>  bytes held per device while its broker connection opens [1048576]
+  --topic-alias-maximum <n> topic aliases an MQTT 5 device may use [0]
+  --max-refused <n>         refused publishes/subscriptions per window before disconnect [100]
+  --refused-window <s>      that window, in seconds [10]
+  --packets-per-turn <n>    packets of one device handled per event-loop turn [32]
+  --upstream-retry <s>      how long a CONNECT is held while the broker is down [8]
 `;
 
 function fail(message) {
@@ -55,6 +65,14 @@ try {
       secret: { type: 'string' },
       'secret-file': { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      'max-connect-bytes': { type: 'string' },
+      'max-packet-bytes': { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
+      'topic-alias-maximum': { type: 'string' },
+      'max-refused': { type: 'string' },
+      'refused-window': { type: 'string' },
+      'packets-per-turn': { type: 'string' },
+      'upstream-retry': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }).values;
@@ -69,7 +87,7 @@ if (!args.dir) fail('--dir is required');
 if (args.secret !== undefined) fail('--secret is not accepted (a command line shows in ps): give --secret-file <path> or the environment variable OTA_SECRET');
 
 const dist = path.join(__dirname, '..', 'dist');
-const { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } = require(path.join(dist, 'gateway'));
+const { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol, resolveLimits, LogLimiter, droppedNote } = require(path.join(dist, 'gateway'));
 const { DeviceRegistry, isTopicSafe } = require(path.join(dist, 'core', 'devices'));
 const { redactUrl } = require(path.join(dist, 'gateway', 'upstream'));
 const { isDialectName } = require(path.join(dist, 'core', 'types'));
@@ -123,8 +141,31 @@ const directory = new RegistryDirectory(registry, { mode: args.identity, autoReg
 registry.watch(250);
 registry.on('reloadError', (err) => console.error(`ota-gateway: cannot reload devices.json (keeping the previous list): ${err.message}`));
 
-function log(text) {
-  if (!args.quiet) console.log(`ota-gateway: ${text}`);
+const seconds = (v) => (v === undefined ? undefined : Number(v) * 1000);
+let limits;
+try {
+  limits = resolveLimits({
+    maxConnectBytes: args['max-connect-bytes'],
+    maxPacketBytes: args['max-packet-bytes'],
+    maxBufferedBytes: args['max-buffered-bytes'],
+    topicAliasMaximum: args['topic-alias-maximum'],
+    maxRefused: args['max-refused'],
+    refusedWindowMs: seconds(args['refused-window']),
+    packetsPerTurn: args['packets-per-turn'],
+    upstreamRetryMs: seconds(args['upstream-retry']),
+  });
+} catch (err) {
+  fail(err.message);
+}
+
+// Devices decide how often these lines come: a few of each kind per 10 s, then a count.
+const lines = new LogLimiter(20, 10_000);
+function limited(kind, write, text) {
+  const dropped = lines.allow(kind);
+  if (dropped !== false) write(`ota-gateway: ${text}${droppedNote(dropped)}`);
+}
+function log(text, kind = 'info') {
+  if (!args.quiet) limited(kind, console.log, text);
 }
 
 let gateway;
@@ -137,17 +178,18 @@ try {
     namespace: args.ns,
     upstreamProtocol: args['upstream-protocol'],
     attributes,
+    limits,
   });
 } catch (err) {
   fail(err.message);
 }
-gateway.on('connect', (e) => log(`${e.deviceId} (${e.dialect}) connected from ${e.remote}, client id ${e.clientId}`));
-gateway.on('disconnect', (e) => log(`${e.deviceId} disconnected: ${e.reason}`));
+gateway.on('connect', (e) => log(`${e.deviceId} (${e.dialect}) connected from ${e.remote}, client id ${e.clientId}`, 'connect'));
+gateway.on('disconnect', (e) => log(`${e.deviceId} disconnected: ${e.reason}`, 'disconnect'));
 // Never the username: a ThingsBoard username is its token (the event does not carry it).
-gateway.on('refused', (e) => console.log(`ota-gateway: refused client id ${e.clientId} from ${e.remote}: ${e.message || e.reason}`));
-gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`));
-gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`));
-gateway.on('error', (err) => console.error(`ota-gateway: ${err.message}`));
+gateway.on('refused', (e) => limited('refused', console.log, `refused client id ${e.clientId} from ${e.remote}: ${e.message || e.reason}`));
+gateway.on('denied', (e) => log(`${e.deviceId} may not ${e.kind} on ${e.topic}`, 'denied'));
+gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.message}`, 'malformed'));
+gateway.on('error', (err) => limited('error', console.error, err.message));
 gateway.on('protocol', (n) => console.log(`ota-gateway: ${n.message}`));
 
 gateway.listen(port, host).then(

@@ -73,8 +73,9 @@ class AdminApi {
  *                                  0.0.0.0 for devices on the network)
  * @param {string} [o.publicUrl]    where devices reach Node-RED's download route (default: the
  *                                  bind address, or 127.0.0.1 when bound to every interface)
+ * @param {object} [o.settings]     extra Node-RED settings.js entries
  */
-async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, bindHost = '127.0.0.1', publicUrl, progress, onLog }) {
+async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerUrl, bindHost = '127.0.0.1', publicUrl, progress, onLog, settings = {} }) {
   const stops = [];
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await Promise.resolve().then(s).catch(() => {});
@@ -92,7 +93,7 @@ async function startPipeline({ userDir, nodeRedPort = 0, devicePort = 0, brokerU
     const hostInUrl = localHost.includes(':') ? `[${localHost}]` : localHost;
     const downloads = (publicUrl || `http://${hostInUrl}:${port}`).replace(/\/+$/, '');
     const flows = pipelineFlow({ brokerUrl: upstream, devicePort: gatewayPort, publicUrl: downloads, bindHost, progress });
-    const red = await startNodeRed({ userDir, port, flows, settings: { uiHost: bindHost }, onLog });
+    const red = await startNodeRed({ userDir, port, flows, settings: { uiHost: bindHost, ...settings }, onLog });
     stops.push(() => red.stop());
     return { red, api: new AdminApi(red.url), brokerUrl: upstream, deviceUrl: `mqtt://${hostInUrl}:${gatewayPort}`, publicUrl: downloads, stop };
   } catch (err) {

@@ -28,11 +28,12 @@ function haveMosquitto() {
 
 /**
  * mosquitto in a child process with its own config: `listener <port> 127.0.0.1`, anonymous
- * access, `set_tcp_nodelay true`, no persistence, plus `extraConfig` lines.
+ * access, `set_tcp_nodelay true`, no persistence, plus `extraConfig` lines. `port`: a given one
+ * (to start a broker again where its clients expect it), else a free one.
  */
-async function startMosquitto({ extraConfig = [] } = {}) {
+async function startMosquitto({ extraConfig = [], port: wanted = 0 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mqtt-ota-mosquitto-'));
-  const port = await freePort();
+  const port = wanted || (await freePort());
   const conf = path.join(dir, 'mosquitto.conf');
   fs.writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', ...extraConfig, ''].join('\n'));
   const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -58,6 +59,13 @@ async function startMosquitto({ extraConfig = [] } = {}) {
     url: `mqtt://127.0.0.1:${port}`,
     version: 5,
     pid: child.pid,
+    /** Kills it as a crash would (SIGKILL): no will messages sent, no goodbye to clients. */
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
     async close() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -2,6 +2,8 @@ import * as net from 'net';
 import { EventEmitter } from 'events';
 import { DeviceAttributes } from '../core/types';
 import { DeviceDirectory, DeviceIdentity } from './directory';
+import { GatewayLimits, resolveLimits } from './limits';
+import { LogLimiter, printable } from './log-limit';
 import { AclRule, policyFor, TopicPolicy } from './policy';
 import { DeviceSession } from './session';
 import { connectUpstream, parseBrokerUrl, UpstreamOptions } from './upstream';
@@ -33,6 +35,10 @@ export interface GatewayOptions {
   closeGraceMs?: number;
   /** The broker's MQTT version for MQTT 5 devices: `auto` (default) learns it, `3.1.1` bridges them always. */
   upstreamProtocol?: UpstreamProtocol;
+  /** What one connection may cost (see limits.ts); each missing value gets its default. */
+  limits?: Partial<GatewayLimits>;
+  /** 'refused', 'denied', 'malformed' and 'error' events of each kind per 10 s; the rest are counted only. */
+  maxEventsPerKind?: number;
 }
 
 export type GatewayAclRules = Parameters<typeof policyFor>[1]['aclRules'];
@@ -46,6 +52,10 @@ export interface GatewayCounters {
   deniedPublish: number;
   deniedSubscribe: number;
   malformed: number;
+  /** Connections closed for a packet over the size limit. */
+  tooLarge: number;
+  /** Device connections closed (without CONNACK) because the broker stayed unreachable. */
+  brokerUnavailable: number;
   published: number;
   delivered: number;
   errors: number;
@@ -85,12 +95,26 @@ export interface GatewayContext {
   closeGraceMs: number;
   /** What the broker speaks (protocol-bridge.ts). */
   protocol: BrokerProtocol;
+  limits: GatewayLimits;
   policyFor(device: DeviceIdentity): TopicPolicy;
   connectUpstream(): net.Socket;
   emit(event: string, payload: unknown): void;
   sessionOpened(session: DeviceSession): void;
   sessionSubscribed(session: DeviceSession, filters: string[]): void;
   sessionClosed(session: DeviceSession, wasOpen: boolean, reason: string): void;
+  brokerUnavailable(session: DeviceSession, why: string): void;
+}
+
+/** Events a device can cause at will: rate-limited per kind, their strings escaped and cut short. */
+const DEVICE_DRIVEN = new Set(['refused', 'denied', 'malformed', 'error']);
+const EVENT_WINDOW_MS = 10_000;
+
+function sanitized(payload: unknown): unknown {
+  if (payload instanceof Error) return new Error(printable(payload.message, 300));
+  if (!payload || typeof payload !== 'object') return payload;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(payload)) out[key] = typeof value === 'string' && key !== 'deviceId' ? printable(value) : value;
+  return out;
 }
 
 const NAMESPACE = /^[^/+#]+(\/[^/+#]+)*$/;
@@ -103,6 +127,8 @@ export class OtaGateway extends EventEmitter {
     deniedPublish: 0,
     deniedSubscribe: 0,
     malformed: 0,
+    tooLarge: 0,
+    brokerUnavailable: 0,
     published: 0,
     delivered: 0,
     errors: 0,
@@ -123,6 +149,8 @@ export class OtaGateway extends EventEmitter {
     const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
     const aclRules = options.aclRules;
     const attributes = options.attributes;
+    const limits = resolveLimits(options.limits);
+    const events = new LogLimiter(options.maxEventsPerKind ?? 50, EVENT_WINDOW_MS);
     const gateway = this;
     const mode = options.upstreamProtocol ?? 'auto';
     if (!isUpstreamProtocol(mode)) throw new Error(`upstream protocol must be auto, 5 or 3.1.1, not ${JSON.stringify(mode)}`);
@@ -137,12 +165,21 @@ export class OtaGateway extends EventEmitter {
       authTimeoutMs: options.authTimeoutMs ?? 10_000,
       closeGraceMs: options.closeGraceMs ?? 2_000,
       protocol: this.protocol,
+      limits,
       policyFor: (device) => policyFor(device, { namespace, aclRules, attributes }),
       connectUpstream: () => connectUpstream(upstream),
       emit: (event, payload) => {
         // An 'error' nobody listens to would throw: the gateway reports, it never crashes.
         if (event === 'error' && gateway.listenerCount('error') === 0) return;
-        gateway.emit(event, payload);
+        if (!DEVICE_DRIVEN.has(event)) {
+          gateway.emit(event, payload);
+          return;
+        }
+        const dropped = events.allow(event);
+        if (dropped === false) return;
+        const out = sanitized(payload);
+        if (dropped > 0 && out && typeof out === 'object') Object.assign(out, { dropped });
+        gateway.emit(event, out);
       },
       sessionOpened: (session) => {
         this.counters.connected++;
@@ -158,6 +195,10 @@ export class OtaGateway extends EventEmitter {
         this.counters.connected--;
         this.emit('disconnect', { ...this.describe(session), reason });
         this.emit('change', this.counters);
+      },
+      brokerUnavailable: (_session, why) => {
+        this.counters.brokerUnavailable++;
+        this.ctx.emit('error', new Error(`gateway: broker ${upstream.host}:${upstream.port} unavailable (${why}); devices are closed without CONNACK and reconnect`));
       },
     };
     this.server = net.createServer((socket) => {
@@ -184,7 +225,7 @@ export class OtaGateway extends EventEmitter {
     return {
       deviceId: session.device?.deviceId ?? '',
       dialect: session.device?.dialect ?? '',
-      clientId: session.clientId,
+      clientId: printable(session.clientId),
       remote: session.remote,
     };
   }

@@ -9,3 +9,7 @@ export { parseBrokerUrl, redactUrl } from './upstream';
 export { matches, intersects, contains, meet } from './topics';
 export { BrokerProtocol, UPSTREAM_PROTOCOLS, isUpstreamProtocol } from './protocol-bridge';
 export type { UpstreamProtocol, ProtocolNotice, BridgeCounters } from './protocol-bridge';
+export { DEFAULT_LIMITS, resolveLimits } from './limits';
+export type { GatewayLimits } from './limits';
+export { LogLimiter, printable, droppedNote } from './log-limit';
+export { upstreamClientId } from './identity';

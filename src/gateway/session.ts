@@ -1,11 +1,14 @@
 import * as net from 'net';
-import { randomBytes } from 'crypto';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
+import { PacedReader, PacketTooLarge } from './framing';
+import { generatedClientId, upstreamClientId } from './identity';
+import { WindowCounter } from './limits';
+import { printable } from './log-limit';
 import { IncompleteIdentityError, NamespacePolicy, TopicPolicy } from './policy';
-import { SubscriptionBook } from './subscriptions';
 import * as bridge from './protocol-bridge';
 import { withValidReasonCodes } from './reason-codes';
+import { SubscriptionBook } from './subscriptions';
 import type { GatewayContext } from './gateway';
 
 // One device connection and its own upstream connection. The device's packets go up rewritten
@@ -16,12 +19,18 @@ import type { GatewayContext } from './gateway';
 type Version = 3 | 4 | 5;
 
 export const NOT_AUTHORIZED_V5 = 0x87;
+const PROTOCOL_ERROR_V5 = 0x82;
+const PACKET_TOO_LARGE_V5 = 0x95;
+const TOPIC_ALIAS_INVALID_V5 = 0x94;
 const MAX_QUEUED = 1000;
+/** Broker CONNACK codes that mean "not now": the CONNECT is tried again, not passed down. */
+const BROKER_UNAVAILABLE = { v4: [3], v5: [0x88, 0x89] };
 
-export const CONNACK_CODES: Record<AuthFailure | 'unavailable' | 'bad_auth_method', { v4: number; v5: number }> = {
+/** The CONNACKs the gateway itself refuses with. "Unavailable" has none: see link(). */
+export const CONNACK_CODES: Record<AuthFailure | 'identifier_rejected' | 'bad_auth_method', { v4: number; v5: number }> = {
   bad_credentials: { v4: 4, v5: 0x86 },
   not_authorized: { v4: 5, v5: 0x87 },
-  unavailable: { v4: 3, v5: 0x88 },
+  identifier_rejected: { v4: 2, v5: 0x85 },
   // MQTT 5 enhanced authentication: the gateway authenticates devices itself, with no AUTH exchange.
   bad_auth_method: { v4: 4, v5: bridge.RC.badAuthenticationMethod },
 };
@@ -30,22 +39,27 @@ export class DeviceSession {
   readonly remote: string;
   device?: DeviceIdentity;
   clientId = '';
-  private state: 'connecting' | 'authenticating' | 'open' | 'closed' = 'connecting';
+  /** linking: authenticated, waiting for the broker's CONNACK (held, and retried, while the broker is down). */
+  private state: 'connecting' | 'authenticating' | 'linking' | 'open' | 'closed' = 'connecting';
   private version: Version = 4;
   /** The broker side's own version: 3.1.1 for an MQTT 5 device when the broker lacks 5 (protocol-bridge.ts). */
   private upVersion: Version = 4;
-  /** While the broker has not yet answered a probing MQTT 5 CONNECT: device packets wait. */
-  private holding = false;
+  /** This device's MQTT 5 CONNECT is how a gateway in `auto` learns whether the broker speaks 5. */
+  private probing = false;
   /** The MQTT 5 CONNECT went up and the broker closed without CONNACK: this is the 3.1.1 retry. */
   private retriedAfterClose = false;
   private sessionExpiry?: number;
   private deviceMaxPacket?: number;
   private reportedBadCode = false;
-  private connectPacket?: mqtt.IConnectPacket;
   private policy?: TopicPolicy;
   private upstream?: net.Socket;
   private readonly parser = mqtt.parser();
+  private readonly reader: PacedReader;
+  /** Size of the packet being parsed (the framer's), for the queue's byte count. */
+  private packetBytes = 0;
   private queue: mqtt.Packet[] = [];
+  private queuedBytes = 0;
+  private readonly refusals: WindowCounter;
   private subscriptions?: SubscriptionBook;
   /** QoS 2 publishes refused in MQTT 3.1.1: their PUBREL is answered here, not upstream. */
   private readonly refusedQos2 = new Set<number>();
@@ -54,6 +68,10 @@ export class DeviceSession {
   private readonly aliasesUp = new Map<number, string>();
   private readonly aliasesDown = new Map<number, string>();
   private connackSent = false;
+  private connect?: mqtt.IConnectPacket;
+  private linkDeadline = 0;
+  private linkAttempts = 0;
+  private linkTimer?: NodeJS.Timeout;
   /** True once the gateway counted this device as connected. */
   private announced = false;
   private connectTimer?: NodeJS.Timeout;
@@ -66,23 +84,27 @@ export class DeviceSession {
     socket.setNoDelay(true);
     this.connectTimer = setTimeout(() => this.close('no CONNECT in time'), ctx.connectTimeoutMs);
     this.connectTimer.unref();
+    const limits = ctx.limits;
+    this.refusals = new WindowCounter(limits.maxRefused, limits.refusedWindowMs);
     this.parser.on('packet', (packet) => this.fromDevice(packet));
     this.parser.on('error', (err: Error) => this.malformed(err.message));
-    socket.on('data', (data) => {
-      const up = this.upstream;
-      up?.cork();
-      try {
-        this.parser.parse(data);
-      } catch (err) {
-        this.malformed((err as Error).message);
-      }
-      if (up) {
-        up.uncork();
-        if (up.writableNeedDrain) {
-          socket.pause();
-          up.once('drain', () => socket.resume());
+    // Until the device is authenticated only a CONNECT-sized packet is read.
+    this.reader = new PacedReader(socket, limits.maxConnectBytes, limits.packetsPerTurn, {
+      packet: (bytes) => {
+        this.packetBytes = bytes.length;
+        try {
+          this.parser.parse(bytes);
+        } catch (err) {
+          this.malformed((err as Error).message);
         }
-      }
+      },
+      error: (err) => this.tooLarge(err),
+      turnStart: () => this.upstream?.cork(),
+      turnEnd: () => {
+        const up = this.upstream;
+        up?.uncork();
+        return [up, socket].filter((s): s is net.Socket => !!s && !s.destroyed && s.writableNeedDrain);
+      },
     });
     socket.on('error', () => this.close('device socket error'));
     socket.on('close', () => this.close('device closed'));
@@ -101,8 +123,11 @@ export class DeviceSession {
       this.onConnect(packet);
       return;
     }
-    if (this.state === 'authenticating' || this.holding) {
-      if (this.queue.length >= MAX_QUEUED) return this.close('too many packets before authentication');
+    if (this.state === 'authenticating' || this.state === 'linking') {
+      this.queuedBytes += this.packetBytes;
+      if (this.queue.length >= MAX_QUEUED || this.queuedBytes > this.ctx.limits.maxBufferedBytes) {
+        return this.close(`over ${MAX_QUEUED} packets or ${this.ctx.limits.maxBufferedBytes} bytes before the broker accepted the connection`);
+      }
       this.queue.push(packet);
       return;
     }
@@ -117,7 +142,7 @@ export class DeviceSession {
         return this.deviceUnsubscribe(packet);
       case 'auth':
         // No authentication method was accepted at CONNECT, so an AUTH is a protocol error (5.0 4.12).
-        return this.disconnectDevice(bridge.RC.protocolError, 'AUTH without an authentication method');
+        return this.disconnect(bridge.RC.protocolError, 'AUTH without an authentication method');
       case 'pubrel':
         if (packet.messageId !== undefined && this.refusedQos2.delete(packet.messageId)) {
           this.toDevice({ cmd: 'pubcomp', messageId: packet.messageId });
@@ -134,13 +159,18 @@ export class DeviceSession {
     this.version = (packet.protocolVersion ?? 4) as Version;
     this.clientId = packet.clientId;
     this.state = 'authenticating';
+    // An empty client id with a persistent session: MQTT 3.1.1 says refuse ([MQTT-3.1.3-8],
+    // code 2). MQTT 5 would let the server assign one, but a session nobody can name again is
+    // left behind on the broker by every such connect: refused too (0x85).
+    if (!packet.clientId && !packet.clean) return this.refuse('identifier_rejected');
     if (this.version === 5 && packet.properties?.authenticationMethod !== undefined) return this.refuse('bad_auth_method');
     const creds = { clientId: packet.clientId, username: packet.username, password: packet.password };
     // A directory that never answers (a custom one calling a backend that hangs) must not hold
-    // the connection, and its socket, for ever: the device hears "server unavailable" and retries.
+    // the connection, and its socket, for ever: the device is closed without a CONNACK and
+    // retries (a CONNACK "server unavailable" would stop mqtt.js: see link()).
     this.connectTimer = setTimeout(() => {
       if (this.state !== 'authenticating') return;
-      this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(packet.clientId)} took over ${this.ctx.authTimeoutMs} ms`));
+      this.ctx.emit('error', new Error(`gateway: authenticating ${JSON.stringify(printable(packet.clientId))} took over ${this.ctx.authTimeoutMs} ms`));
       this.refuse('unavailable');
     }, this.ctx.authTimeoutMs);
     this.connectTimer.unref();
@@ -162,16 +192,21 @@ export class DeviceSession {
       );
   }
 
-  /** The event never carries the username or password: a ThingsBoard username is its token. */
-  private refuse(reason: AuthFailure | 'unavailable' | 'bad_auth_method', detail?: { deviceId: string; message: string }): void {
-    const code = CONNACK_CODES[reason];
+  /**
+   * Refused with the CONNACK code MQTT defines; "unavailable" with none at all (see link()). The
+   * event never carries the username or password: a ThingsBoard username is its token.
+   */
+  private refuse(reason: keyof typeof CONNACK_CODES | 'unavailable', detail?: { deviceId: string; message: string }): void {
     this.ctx.counters.refused++;
     this.ctx.emit('refused', { clientId: this.clientId, reason, remote: this.remote, ...detail });
-    this.toDevice(
-      this.version === 5
-        ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
-        : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 },
-    );
+    if (reason !== 'unavailable') {
+      const code = CONNACK_CODES[reason];
+      this.toDevice(
+        this.version === 5
+          ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 }
+          : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 },
+      );
+    }
     this.close(`refused: ${reason}`);
   }
 
@@ -184,6 +219,7 @@ export class DeviceSession {
       return this.refuse('not_authorized', { deviceId: device.deviceId, message: err.message });
     }
     this.device = device;
+    this.reader.setLimit(this.ctx.limits.maxPacketBytes);
     const widen = this.ctx.widenThingsboard && device.dialect === 'thingsboard' && this.policy instanceof NamespacePolicy;
     const failure = this.version === 5 ? NOT_AUTHORIZED_V5 : 0x80;
     this.subscriptions = new SubscriptionBook(this.policy, widen, failure, (filter) => this.deny('subscribe', filter), (sub, packet, held) => {
@@ -191,29 +227,35 @@ export class DeviceSession {
       if (code !== null) this.ctx.protocol.counters.refused++;
       return code;
     });
-    this.state = 'open';
     this.upVersion = this.ctx.protocol.upstreamVersion(this.version);
+    this.probing = this.version === 5 && this.upVersion === 5 && this.ctx.protocol.probing;
     this.deviceMaxPacket = this.version === 5 ? connect.properties?.maximumPacketSize : undefined;
-    // The first MQTT 5 device of a gateway in `auto` learns whether the broker speaks 5: its
-    // packets wait for the broker's answer, so they can go up again as 3.1.1 if it does not.
-    this.holding = this.version === 5 && this.upVersion === 5 && this.ctx.protocol.probing;
-    this.connectPacket = connect;
-    this.linkUpstream(connect, device);
-    if (!this.holding) this.flushQueue();
+    this.connect = connect;
+    this.state = 'linking';
+    this.linkDeadline = Date.now() + this.ctx.limits.upstreamRetryMs;
+    this.link();
   }
 
   private get bridged(): boolean {
     return this.version === 5 && this.upVersion !== 5;
   }
 
-  private flushQueue(): void {
-    const queued = this.queue;
-    this.queue = [];
-    for (const packet of queued) this.fromDevice(packet);
-  }
-
-  /** Opens the broker connection in `this.upVersion`, with its own parser, and sends the CONNECT. */
-  private linkUpstream(connect: mqtt.IConnectPacket, device: DeviceIdentity): void {
+  /**
+   * Opens the broker connection and sends the device's CONNECT; while the broker cannot be
+   * reached (refused, reset, or CONNACK "server unavailable"/"busy") it tries again until
+   * upstreamRetryMs, then closes the device without a CONNACK. Why not CONNACK 3: mqtt.js 5.16
+   * stops reconnecting on any refusing CONNACK unless the client opted into
+   * `reconnectOnConnackError` (src/lib/handlers/connack.ts, `handleConnack`: `reconnectSuppressed
+   * = true`, then `_setupReconnect()` only under that option), and our simulator (ota-sim) uses
+   * mqtt.js's default. A connection closed before any CONNACK is, to every client, a network
+   * failure: mqtt.js reconnects after reconnectPeriod ('close' -> `_setupReconnect`), paho's
+   * loop_forever reconnects on a lost connection, and the embedded C clients (Paho
+   * MQTTClient-C, esp-mqtt) see MQTTConnect fail or the transport drop and run their retry loop.
+   * The device's packets wait in the queue meanwhile: while probing, the same CONNECT may have to
+   * go up again as 3.1.1 (protocol-bridge.ts), which the device never notices.
+   */
+  private link(): void {
+    const connect = this.connect as mqtt.IConnectPacket;
     const up = this.ctx.connectUpstream();
     this.upstream = up;
     let connected = false;
@@ -221,7 +263,7 @@ export class DeviceSession {
     up.once('secureConnect', () => (connected = true));
     const parser = mqtt.parser({ protocolVersion: this.upVersion });
     parser.on('packet', (packet) => {
-      if (this.upstream === up) this.fromUpstream(packet);
+      if (up === this.upstream) this.fromUpstream(packet);
     });
     parser.on('error', (err: Error) => this.close(`broker sent a malformed packet: ${err.message}`));
     up.on('data', (data) => {
@@ -238,22 +280,25 @@ export class DeviceSession {
       }
     });
     up.on('error', (err) => {
-      if (this.upstream !== up) return;
-      if (this.state === 'open' && !this.connackSent) this.refuse('unavailable');
+      if (up !== this.upstream) return;
+      if (this.state === 'linking') this.relink(err.message);
       else this.close(`broker connection: ${err.message}`);
     });
     up.on('close', () => {
-      if (this.upstream !== up) return;
+      if (up !== this.upstream) return;
       // Closed without CONNACK while probing MQTT 5 (a broker that does not parse 5 at all): once more as 3.1.1.
-      if (connected && this.holding && !this.connackSent && this.upVersion === 5 && this.state === 'open') {
+      if (this.state === 'linking' && connected && this.probing && this.upVersion === 5) {
         this.retriedAfterClose = true;
-        this.upVersion = 4;
-        this.linkUpstream(connect, device);
-        return;
+        return this.relinkAs(4);
       }
-      this.close('broker closed the connection');
+      if (this.state === 'linking') this.relink('closed');
+      else this.close('broker closed the connection');
     });
-    let out = this.upstreamConnect(connect, device);
+    // A broker that takes the connection and never answers it is as good as down.
+    this.linkTimer = setTimeout(() => {
+      if (up === this.upstream && this.state === 'linking') this.relink('no CONNACK');
+    }, Math.max(1000, this.linkDeadline - Date.now()));
+    let out = this.upstreamConnect(connect, this.device as DeviceIdentity);
     if (this.bridged) {
       const up4 = bridge.connectUp(out);
       this.ctx.protocol.dropped(up4.dropped);
@@ -264,10 +309,35 @@ export class DeviceSession {
     this.write(up, out, 'broker');
   }
 
+  /** The same CONNECT at once in another version (the broker just showed it lacks MQTT 5). */
+  private relinkAs(version: Version): void {
+    clearTimeout(this.linkTimer);
+    const up = this.upstream;
+    this.upstream = undefined;
+    up?.destroy();
+    this.upVersion = version;
+    this.link();
+  }
+
+  private relink(why: string): void {
+    clearTimeout(this.linkTimer);
+    const up = this.upstream;
+    this.upstream = undefined;
+    up?.destroy();
+    if (this.state !== 'linking') return;
+    const wait = Math.min(1000, 100 * 2 ** this.linkAttempts++);
+    if (Date.now() + wait > this.linkDeadline) {
+      this.ctx.brokerUnavailable(this, why);
+      this.close(`broker unavailable (${why}) for ${this.ctx.limits.upstreamRetryMs} ms: closed without CONNACK so that the device reconnects`);
+      return;
+    }
+    this.linkTimer = setTimeout(() => this.link(), wait);
+  }
+
   private upstreamConnect(connect: mqtt.IConnectPacket, device: DeviceIdentity): mqtt.IConnectPacket {
     const policy = this.policy as TopicPolicy;
     // Prefixed per device so that no device can take over another device's session.
-    const clientId = `${device.deviceId}:${connect.clientId || randomBytes(6).toString('hex')}`;
+    const clientId = upstreamClientId(device.deviceId, connect.clientId || generatedClientId());
     const out: mqtt.IConnectPacket = { ...connect, clientId };
     delete out.username;
     delete out.password;
@@ -302,11 +372,18 @@ export class DeviceSession {
     const policy = this.policy as TopicPolicy;
     let topic = packet.topic;
     const alias = packet.properties?.topicAlias;
-    // We advertise topicAliasMaximum 0, but resolve any alias a device sends anyway: an
-    // alias-only PUBLISH rewritten blindly would land on `{ns}/{id}/`.
+    // Aliases are resolved before rewriting (an alias-only PUBLISH rewritten blindly would land
+    // on `{ns}/{id}/`), only up to the maximum told in CONNACK, and kept only for publishes the
+    // ACL lets through: at most topicAliasMaximum topics of at most maxPacketBytes each.
     if (alias !== undefined) {
-      if (topic) this.aliasesUp.set(alias, topic);
-      else topic = this.aliasesUp.get(alias) ?? '';
+      if (alias < 1 || alias > this.ctx.limits.topicAliasMaximum) {
+        return this.disconnect(TOPIC_ALIAS_INVALID_V5, `topic alias ${alias} above the maximum of ${this.ctx.limits.topicAliasMaximum}`);
+      }
+      if (!topic) {
+        const known = this.aliasesUp.get(alias);
+        if (known === undefined) return this.disconnect(PROTOCOL_ERROR_V5, `topic alias ${alias} was never set`);
+        topic = known;
+      }
     }
     const upTopic = policy.publish(topic);
     if (upTopic === null) {
@@ -314,6 +391,7 @@ export class DeviceSession {
       this.ackRefusedPublish(packet);
       return;
     }
+    if (alias !== undefined && packet.topic) this.aliasesUp.set(alias, topic);
     const out: mqtt.IPublishPacket = { ...packet, topic: upTopic };
     if (packet.properties) {
       const props = { ...packet.properties };
@@ -353,7 +431,13 @@ export class DeviceSession {
   private deny(kind: 'publish' | 'subscribe', topic: string): void {
     if (kind === 'publish') this.ctx.counters.deniedPublish++;
     else this.ctx.counters.deniedSubscribe++;
-    this.ctx.emit('denied', { deviceId: this.device?.deviceId, kind, topic });
+    this.ctx.emit('denied', { deviceId: this.device?.deviceId, kind, topic: printable(topic) });
+    // Refusals are answered here, not by the broker: without a bound they cost the gateway
+    // without ever meeting the broker's flow control.
+    if (this.state === 'open' && this.refusals.hit()) {
+      const { maxRefused, refusedWindowMs } = this.ctx.limits;
+      this.disconnect(NOT_AUTHORIZED_V5, `over ${maxRefused} refused publishes or subscriptions in ${refusedWindowMs} ms`);
+    }
   }
 
   // ---- broker to device -------------------------------------------------------------------
@@ -389,18 +473,15 @@ export class DeviceSession {
   }
 
   private upstreamConnack(packet: mqtt.IConnackPacket): void {
+    if (this.state !== 'linking') return this.close('broker sent a second CONNACK');
+    clearTimeout(this.linkTimer);
     const code = (this.upVersion === 5 ? packet.reasonCode : packet.returnCode) ?? 0;
     if (this.version === 5 && this.upVersion === 5) {
       this.ctx.protocol.answeredV5(code);
       // A 3.1.1 broker's "unacceptable protocol version" read as MQTT 5: 1 is no MQTT 5 code.
       if (code === bridge.UNACCEPTABLE_PROTOCOL_VERSION) {
-        if (this.ctx.protocol.upstreamVersion(5) === 4 && this.holding) {
-          // auto just learned the broker lacks 5: the same CONNECT again, as 3.1.1.
-          this.upVersion = 4;
-          this.upstream?.destroy();
-          this.linkUpstream(this.connectPacket as mqtt.IConnectPacket, this.device as DeviceIdentity);
-          return;
-        }
+        // auto just learned the broker lacks 5: the same CONNECT again, as 3.1.1.
+        if (this.probing && this.ctx.protocol.upstreamVersion(5) === 4) return this.relinkAs(4);
         return this.finishConnack({ cmd: 'connack', sessionPresent: false, reasonCode: bridge.connackCodeV4toV5(code) }, code);
       }
     } else if (code === bridge.UNACCEPTABLE_PROTOCOL_VERSION) {
@@ -408,21 +489,24 @@ export class DeviceSession {
     } else if (this.retriedAfterClose) {
       this.ctx.protocol.closedV5ThenAnswered();
     }
-    if (this.bridged) return this.finishConnack(bridge.connackDown(packet, this.sessionExpiry), code);
-    const out: mqtt.IConnackPacket = { ...packet };
-    if (packet.properties) {
-      const props = { ...packet.properties };
-      // Topic aliases are disabled toward the device; receiveMaximum passes through as is.
+    if ((this.upVersion === 5 ? BROKER_UNAVAILABLE.v5 : BROKER_UNAVAILABLE.v4).includes(code)) return this.relink(`CONNACK ${code}`);
+    const out: mqtt.IConnackPacket = this.bridged ? bridge.connackDown(packet, this.sessionExpiry) : { ...packet };
+    if (this.version === 5) {
+      const props = { ...out.properties };
+      // Our own topic alias maximum (the broker's is for our upstream leg, which uses none);
+      // receiveMaximum passes through as is.
       delete props.topicAliasMaximum;
-      // Our prefix lengthens every topic on the way up: promise the device a little less.
+      if (this.ctx.limits.topicAliasMaximum > 0) props.topicAliasMaximum = this.ctx.limits.topicAliasMaximum;
+      // Ours, or the broker's less our prefix (it lengthens every topic on the way up).
       const overhead = (this.policy as TopicPolicy).overhead;
-      if (props.maximumPacketSize) props.maximumPacketSize = Math.max(1, props.maximumPacketSize - overhead);
+      const broker = props.maximumPacketSize ? Math.max(1, props.maximumPacketSize - overhead) : Infinity;
+      props.maximumPacketSize = Math.min(this.ctx.limits.maxPacketBytes, broker);
       out.properties = props;
     }
     this.finishConnack(out, code);
   }
 
-  /** Passes the broker's CONNACK (as the device's version has it) down; opens or ends the session. */
+  /** Passes the CONNACK (in the device's version) down; opens the session or ends it. */
   private finishConnack(out: mqtt.IConnackPacket, code: number): void {
     this.connackSent = true;
     this.toDevice(out);
@@ -430,13 +514,14 @@ export class DeviceSession {
       this.close(`broker refused the connection (${code})`);
       return;
     }
+    this.state = 'open';
     this.ctx.counters.accepted++;
     this.announced = true;
     this.ctx.sessionOpened(this);
-    if (this.holding) {
-      this.holding = false;
-      this.flushQueue();
-    }
+    const queued = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const packet of queued) this.fromDevice(packet);
   }
 
   private upstreamPublish(packet: mqtt.IPublishPacket): void {
@@ -517,14 +602,8 @@ export class DeviceSession {
       this.close(up.abort);
       return null;
     }
-    this.disconnectDevice(up.disconnect, up.why);
+    this.disconnect(up.disconnect, up.why);
     return null;
-  }
-
-  /** Sends an MQTT 5 device a DISCONNECT with this reason and ends the session. */
-  private disconnectDevice(reasonCode: number, why: string): void {
-    this.toDevice({ cmd: 'disconnect', reasonCode });
-    this.close(why);
   }
 
   private write(socket: net.Socket, packet: mqtt.Packet, side: string): void {
@@ -545,8 +624,26 @@ export class DeviceSession {
   private malformed(message: string): void {
     if (this.state === 'closed') return;
     this.ctx.counters.malformed++;
-    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message });
-    this.close(`malformed packet: ${message}`);
+    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message: printable(message) });
+    this.close(`malformed packet: ${printable(message)}`);
+  }
+
+  /** A packet over the limit (or a header that cannot be one): closed before it is buffered. */
+  private tooLarge(err: Error): void {
+    if (this.state === 'closed') return;
+    if (!(err instanceof PacketTooLarge)) return this.malformed(err.message);
+    this.ctx.counters.tooLarge++;
+    this.ctx.emit('malformed', { deviceId: this.device?.deviceId, remote: this.remote, message: err.message });
+    // Before authentication the device has been told nothing: it is simply closed.
+    if (this.connackSent) this.disconnect(PACKET_TOO_LARGE_V5, err.message);
+    else this.close(err.message);
+  }
+
+  /** MQTT 5 devices hear why (DISCONNECT with a reason code); 3.1.1 has no way to say it. */
+  private disconnect(reasonCode: number, reason: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.connackSent) this.toDevice({ cmd: 'disconnect', reasonCode });
+    this.close(reason);
   }
 
   /** Ends both legs with end(), so a final CONNACK or DISCONNECT still goes out. */
@@ -555,6 +652,9 @@ export class DeviceSession {
     const wasOpen = this.announced;
     this.state = 'closed';
     clearTimeout(this.connectTimer);
+    clearTimeout(this.linkTimer);
+    this.reader.stop();
+    this.queue = [];
     this.parser.removeAllListeners('packet');
     for (const socket of [this.socket, this.upstream]) {
       if (!socket || socket.destroyed) continue;

@@ -1,8 +1,8 @@
 import { isTopicSafe } from '../core/devices';
 import { DeviceAttributes, PresenceEvent, isDialectName } from '../core/types';
 import { redactUrl } from '../gateway/upstream';
-import { OtaGateway, RegistryDirectory, isIdentityMode, isUpstreamProtocol } from '../gateway';
-import type { ConnectEvent, DisconnectEvent, RefusedEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
+import { LogLimiter, OtaGateway, RegistryDirectory, droppedNote, isIdentityMode, isUpstreamProtocol, resolveLimits } from '../gateway';
+import type { ConnectEvent, DisconnectEvent, GatewayLimits, RefusedEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 
@@ -30,6 +30,30 @@ interface OtaGatewayDef extends NodeDef {
   product?: string;
   customer?: string;
   app?: string;
+  // Limits (blank: the default); sizes in bytes, times in seconds.
+  maxConnectBytes?: string;
+  maxPacketBytes?: string;
+  maxBufferedBytes?: string;
+  topicAliasMaximum?: string;
+  maxRefused?: string;
+  refusedWindow?: string;
+  packetsPerTurn?: string;
+  upstreamRetry?: string;
+}
+
+/** The node's limit fields as gateway limits: seconds become milliseconds, blanks stay unset. */
+function limitsOf(config: OtaGatewayDef): Partial<Record<keyof GatewayLimits, unknown>> {
+  const seconds = (v: string | undefined) => (v === undefined || String(v).trim() === '' ? undefined : Number(v) * 1000);
+  return {
+    maxConnectBytes: config.maxConnectBytes,
+    maxPacketBytes: config.maxPacketBytes,
+    maxBufferedBytes: config.maxBufferedBytes,
+    topicAliasMaximum: config.topicAliasMaximum,
+    maxRefused: config.maxRefused,
+    refusedWindowMs: seconds(config.refusedWindow),
+    packetsPerTurn: config.packetsPerTurn,
+    upstreamRetryMs: seconds(config.upstreamRetry),
+  };
 }
 
 const CLOSE_GUARD_MS = 5000;
@@ -66,6 +90,7 @@ export = function (RED: NodeAPI) {
         namespace: config.namespace || 'ota',
         upstreamProtocol: isUpstreamProtocol(config.upstreamProtocol) ? config.upstreamProtocol : 'auto',
         attributes,
+        limits: resolveLimits(limitsOf(config)),
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -84,14 +109,12 @@ export = function (RED: NodeAPI) {
       if (!statusTimer) statusTimer = setTimeout(showCount, STATUS_EVERY_MS);
     };
 
-    // A device with a wrong token retries every few seconds: say so once a minute, not each time.
-    const warned = new Map<string, number>();
-    const warnOnce = (key: string, text: string) => {
-      const now = Date.now();
-      if ((warned.get(key) ?? 0) > now - WARN_EVERY_MS) return;
-      if (warned.size > 1000) warned.clear();
-      warned.set(key, now);
-      node.warn(text);
+    // A device with a wrong token retries every few seconds: say so once a minute, not each
+    // time; and however many devices misbehave, a few lines of each kind per 10 s at most.
+    const logs = new LogLimiter(10, 10_000);
+    const warnOnce = (kind: string, key: string, text: string) => {
+      const dropped = logs.once(kind, key, WARN_EVERY_MS);
+      if (dropped !== false) node.warn(text + droppedNote(dropped));
     };
 
     const repo = repoNode.repo;
@@ -113,13 +136,16 @@ export = function (RED: NodeAPI) {
     // The event carries no username or password (a ThingsBoard username is its token).
     gateway.on('refused', (e: RefusedEvent) => {
       node.send({ topic: 'refused', payload: e });
-      if (e.deviceId && e.message) warnOnce(`refused:${e.deviceId}`, RED._('ota-gateway.warn.incomplete', { deviceId: e.deviceId, clientId: e.clientId, message: e.message }));
-      else warnOnce(`refused:${e.clientId}`, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
+      if (e.deviceId && e.message) warnOnce('refused', e.deviceId, RED._('ota-gateway.warn.incomplete', { deviceId: e.deviceId, clientId: e.clientId, message: e.message }));
+      else warnOnce('refused', e.clientId, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
     });
     gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
-      warnOnce(`denied:${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
+      warnOnce('denied', `${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
     });
-    gateway.on('error', (err: Error) => node.error(err.message));
+    gateway.on('error', (err: Error) => {
+      const dropped = logs.allow('error');
+      if (dropped !== false) node.error(err.message + droppedNote(dropped));
+    });
     // Already once a minute at most (protocol-bridge.ts).
     gateway.on('protocol', (n: ProtocolNotice) => node.warn(RED._(`ota-gateway.warn.${n.kind}`, { broker: n.broker, how: n.how ?? '' })));
 
