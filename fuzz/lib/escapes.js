@@ -111,6 +111,14 @@ class EscapeLog {
       const text = detail === undefined ? '' : String(detail);
       c = { count: 0, detail: text.length > 300 ? `${text.slice(0, 300)}…` : text, reproducer: show(small) };
       this.classes.set(cls, c);
+    } else if (!recheck && c.count < 1000) {
+      // Not shrinkable here (async or remote): keep the shortest input seen instead.
+      const shown = show(input);
+      if (shown.length < c.reproducer.length) {
+        const text = detail === undefined ? '' : String(detail);
+        c.reproducer = shown;
+        c.detail = text.length > 300 ? `${text.slice(0, 300)}…` : text;
+      }
     }
     c.count++;
   }
