@@ -42,7 +42,7 @@ function parseArgs(argv) {
     else if (['--uplink', '--admin', '--http', '--connections', '--concurrency'].includes(a)) o.counts[a.slice(2)] = num(v(), a);
     else if (a === '--brokers') o.brokers = v().split(',').filter(Boolean);
     else if (a === '--help' || a === '-h') {
-      console.log(require('fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 20).join('\n'));
+      console.log(require('fs').readFileSync(require.resolve('./run'), 'utf8').split('\n').slice(2, 20).join('\n'));
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
   }

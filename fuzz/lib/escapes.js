@@ -71,7 +71,7 @@ function shrink(input, sameClass) {
     improved = false;
     for (const candidate of smaller(best, true)) {
       if (++steps > MAX_SHRINK_STEPS) break;
-      let fails = false;
+      let fails;
       try {
         fails = sameClass(candidate);
       } catch {
@@ -102,12 +102,16 @@ class EscapeLog {
 
   /**
    * Records one escape. `input` is what reproduces it (shown after shrinking, on first sight),
-   * `recheck(candidate)` returns the class a candidate input fails with (or null).
+   * `recheck(candidate)` returns {cls, detail} for a candidate input that fails (or null).
    */
   add(cls, detail, input, recheck) {
     let c = this.classes.get(cls);
     if (!c) {
-      const small = recheck ? shrink(input, (candidate) => recheck(candidate) === cls) : input;
+      let small = input;
+      if (recheck) {
+        small = shrink(input, (candidate) => recheck(candidate)?.cls === cls);
+        detail = recheck(small)?.detail ?? detail;
+      }
       const text = detail === undefined ? '' : String(detail);
       c = { count: 0, detail: text.length > 300 ? `${text.slice(0, 300)}…` : text, reproducer: show(small) };
       this.classes.set(cls, c);

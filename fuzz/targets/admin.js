@@ -18,6 +18,7 @@ const admin = dist('core/rollout/admin');
 const { trackerFor } = dist('core/rollout/tracker');
 const { isTopicSafe } = dist('core/devices');
 
+// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function thrown(err) {
@@ -377,7 +378,7 @@ async function run({ rng, counts = {}, quick, escapes }) {
         // Async checks write to the repository: their reproducer is the input as generated.
         escapes.add(`${f.name}: ${bad.cls}`, bad.detail, c, f.async ? undefined : (cand) => {
           const again = f.check(cand);
-          return again ? `${f.name}: ${again.cls}` : null;
+          return again && typeof again.then !== 'function' ? { cls: `${f.name}: ${again.cls}`, detail: again.detail } : null;
         });
       }
       if ((i & 0xfff) === 0) await new Promise((r) => setImmediate(r));

@@ -142,7 +142,7 @@ const endClient = (c) => new Promise((r) => (c ? c.end(true, {}, r) : r()));
 
 // ------------------------------------------------------------------------- one broker run
 
-async function runOn(brokerName, { rng, escapes, total, concurrency, log }) {
+async function runOn(brokerName, { rng, escapes, total, concurrency }) {
   const broker = brokerName === 'mosquitto' ? await servers.startMosquitto() : { ...(await servers.startAedes()), version: 4 };
   const v5 = broker.version === 5;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ota-fuzz-gw-'));
@@ -255,7 +255,7 @@ async function runOn(brokerName, { rng, escapes, total, concurrency, log }) {
 
   // --- the attack
   await sleep(300);
-  if (global.gc) global.gc();
+  if (globalThis.gc) globalThis.gc();
   const before = { rss: process.memoryUsage().rss, fds: fdCount() };
   let peakRss = before.rss;
   intervals.push(setInterval(() => {
@@ -293,7 +293,7 @@ async function runOn(brokerName, { rng, escapes, total, concurrency, log }) {
   await legitLoop;
   for (const i of intervals) clearInterval(i);
   await sleep(500);
-  if (global.gc) global.gc();
+  if (globalThis.gc) globalThis.gc();
   const after = { rss: process.memoryUsage().rss, fds: fdCount() };
   if (takeovers) found('another device\'s connection was taken over (upstream client id collision)', 'site:42 was disconnected during the attack', { device: 'site', clientId: '42:site:42', victim: 'site:42 with client id site:42' });
   if (corrupt) found('the legitimate download was corrupted', `${corrupt} of ${downloads} downloads had the wrong SHA-256`, {});
@@ -458,7 +458,7 @@ async function login(conn, rng, { asAttacker, version = 4, wait = true }) {
     packet = { cmd: 'connect', protocolVersion: version, clientId: rng.chance(0.3) ? `${a.id}-${conn.n}` : a.id, clean: true, keepalive: rng.pick([0, 5, 60]), username: a.token };
   } else {
     packet = {
-      cmd: 'connect', protocolVersion: version, clientId: rng.pick([`anon-${conn.n}`, 'legit', 'victim-tb', 'site:42', 'atk-tb', g.randomText(rng, 8).replace(/\u0000/g, '')]), clean: true, keepalive: 30,
+      cmd: 'connect', protocolVersion: version, clientId: rng.pick([`anon-${conn.n}`, 'legit', 'victim-tb', 'site:42', 'atk-tb', g.randomText(rng, 8).split('\u0000').join('')]), clean: true, keepalive: 30,
       ...(rng.chance(0.8) ? { username: rng.pick(['legit-tokem', 'Token', 'victim-tb-token ', '', g.string(rng), 'x'.repeat(300)]) } : {}),
       ...(rng.chance(0.5) ? { password: Buffer.from(rng.pick(['legit-tokem', 'x', g.string(rng)])) } : {}),
     };
@@ -615,7 +615,7 @@ const SCENARIOS = [
 const mb = (b) => `${(b / 1048576).toFixed(0)} MB`;
 const ms = (v) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : 'n/a');
 
-async function run({ rng, counts = {}, quick, brokers, escapes, log }) {
+async function run({ rng, counts = {}, quick, brokers, escapes }) {
   const total = counts.connections ?? (quick ? 300 : 10_000);
   const concurrency = counts.concurrency ?? (quick ? 50 : 200);
   const names = brokers ?? ['aedes', ...(servers.haveMosquitto() ? ['mosquitto'] : [])];
@@ -623,7 +623,7 @@ async function run({ rng, counts = {}, quick, brokers, escapes, log }) {
   const notes = [];
   let inputs = 0;
   for (const name of names) {
-    const r = await runOn(name, { rng: rng.fork(name), escapes, total, concurrency, log });
+    const r = await runOn(name, { rng: rng.fork(name), escapes, total, concurrency });
     inputs += r.stats.connections;
     for (const [scenario, s] of r.stats.byScenario) rows.push([`${name}: ${scenario}`, s.connections, s.packets]);
     notes.push(

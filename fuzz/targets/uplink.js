@@ -479,7 +479,7 @@ async function run({ rng, counts = {}, quick, escapes }) {
         s.escapes++;
         escapes.add(`${f.name}: ${bad.cls}`, bad.detail, c, (cand) => {
           const again = f.check(cand);
-          return again ? `${f.name}: ${again.cls}` : null;
+          return again && typeof again.then !== 'function' ? { cls: `${f.name}: ${again.cls}`, detail: again.detail } : null;
         });
       }
       if ((i & 0x3fff) === 0) await new Promise((r) => setImmediate(r));
