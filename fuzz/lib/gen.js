@@ -141,6 +141,30 @@ function mutateValue(rng, v, depth = 0) {
   return rng.weighted(ops)();
 }
 
+/**
+ * A copy with one leaf (string, number, boolean, null) anywhere in it replaced by an interesting
+ * value: where a parser looks a value up in a table (`STATES[state]`), a prototype key lands.
+ */
+function replaceLeaf(rng, v) {
+  const leaves = [];
+  const walk = (x, path, depth) => {
+    if (depth > 8) return;
+    if (x && typeof x === 'object' && !Buffer.isBuffer(x)) {
+      for (const k of Object.keys(x)) walk(x[k], [...path, k], depth + 1);
+      if (!Object.keys(x).length) leaves.push(path);
+    } else leaves.push(path);
+  };
+  walk(v, [], 0);
+  const target = rng.pick(leaves);
+  const replacement = rng.weighted([[4, () => rng.pick(PROTO_KEYS)], [3, () => rng.pick(STRINGS)], [2, () => number(rng)], [1, () => value(rng)]])();
+  if (!target || target.length === 0) return replacement;
+  const copy = clone(v);
+  let at = copy;
+  for (const k of target.slice(0, -1)) at = at[k];
+  if (at && typeof at === 'object') setOwn(at, target[target.length - 1], replacement);
+  return copy;
+}
+
 function mutateString(rng, s) {
   const op = rng.int(7);
   const at = rng.int(s.length + 1);
@@ -214,4 +238,4 @@ function mutateTopic(rng, topic, extraLevels = []) {
   return levels.join('/');
 }
 
-module.exports = { PROTO_KEYS, STRINGS, string, randomText, number, value, deep, clone, setOwn, mutateValue, mutateString, serialize, mutateBytes, mutateTopic };
+module.exports = { PROTO_KEYS, STRINGS, string, randomText, number, value, deep, clone, setOwn, mutateValue, replaceLeaf, mutateString, serialize, mutateBytes, mutateTopic };

@@ -11,7 +11,6 @@ function impurity(v, path = '$', depth = 0) {
   if (typeof v === 'function') return `${path} is a function`;
   if (typeof v === 'symbol' || typeof v === 'bigint') return `${path} is a ${typeof v}`;
   if (typeof v === 'string') return v.includes('[native code]') ? `${path} holds a prototype member as text: ${JSON.stringify(v.slice(0, 60))}` : null;
-  if (typeof v === 'number') return Number.isFinite(v) ? null : `${path} is ${v}`;
   if (v === null || typeof v !== 'object') return null;
   if (Buffer.isBuffer(v)) return null;
   if (depth > 64) return `${path} nests deeper than 64`;

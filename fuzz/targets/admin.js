@@ -95,6 +95,7 @@ function deviceFuzzer(repo) {
     async: true,
     gen(rng) {
       let body = g.clone(DEVICE_SEED);
+      if (rng.chance(0.4)) body = g.replaceLeaf(rng, body);
       if (rng.chance(0.3)) body.id = rng.pick(['.', '..', 'a', 'dev-2', 'x:y', '__proto__', 'constructor']);
       for (let i = rng.range(1, 3); i > 0; i--) body = g.mutateValue(rng, body);
       return { body };
@@ -131,6 +132,7 @@ function assignFuzzer(repo, firmwareId) {
     weight: 10,
     gen(rng) {
       let body = g.clone(rng.pick(seeds));
+      if (rng.chance(0.4)) body = g.replaceLeaf(rng, body);
       for (let i = rng.range(0, 3); i > 0; i--) body = g.mutateValue(rng, body);
       return { op: rng.pick(['assign', 'unassign']), body };
     },

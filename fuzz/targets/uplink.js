@@ -76,7 +76,8 @@ function uplink(rng, dialect) {
   let topic = t.replace('{d}', d);
   if (rng.chance(0.5) && (dialect === 'thingsboard' || dialect === 'tago')) topic = `ota/${d}/${topic}`;
   let value = g.clone(p);
-  for (let i = rng.range(0, 3); i > 0; i--) value = g.mutateValue(rng, value);
+  if (rng.chance(0.4)) value = g.replaceLeaf(rng, value);
+  for (let i = rng.range(0, 2); i > 0; i--) value = g.mutateValue(rng, value);
   if (rng.chance(0.3)) topic = g.mutateTopic(rng, topic, DEVICE_IDS);
   const payload = rng.chance(0.05) ? rng.bytes(rng.range(0, 128)) : g.serialize(rng, value);
   return { topic, payload };
@@ -163,7 +164,8 @@ const eventObjects = {
   weight: 8,
   gen(rng) {
     let v = g.clone(EVENT_SEED);
-    for (let i = rng.range(1, 3); i > 0; i--) v = g.mutateValue(rng, v);
+    if (rng.chance(0.5)) v = g.replaceLeaf(rng, v);
+    for (let i = rng.range(0, 2); i > 0; i--) v = g.mutateValue(rng, v);
     return { value: v };
   },
   check(c) {
@@ -202,6 +204,8 @@ const topicFilter = {
     try {
       // Only what MQTT allows: the gateway refuses anything else before it is ever matched.
       if (!topics.isFilter(c.filter) || !topics.isTopicName(c.topic) || (c.other !== undefined && !topics.isFilter(c.other))) return null;
+      // filterRegExp takes the filters of node settings, not a device's: keep to lengths a setting has.
+      if (c.filter.length > 1024 || (c.other ?? '').length > 1024) return null;
       const one = matches(c.filter, c.topic);
       const re = filterRegExp([c.filter]).test(c.topic);
       if (one !== re) return { cls: 'matches and filterRegExp disagree', detail: `matches=${one} filterRegExp=${re}` };
@@ -281,7 +285,8 @@ const policy = {
         const up = p.publish(c.topic);
         if (up === null) return null;
         const bad = oracle.publishViolation(c.dialect, c.id, c.attributes, up);
-        return bad ? { cls: `${c.dialect} device may publish outside its own topics${/notice/.test(bad) ? ' (notice topic)' : ''}`, detail: bad } : null;
+        const missing = ['customer', 'product', 'app'].filter((k) => c.attributes[k] === undefined);
+        return bad ? { cls: `${c.dialect} device may publish outside its own topics${/notice/.test(bad) ? ' (notice topic)' : ''}${missing.length ? ' (attribute missing)' : ''}`, detail: bad } : null;
       }
       const down = p.down(c.topic);
       if (down !== null && (c.dialect === 'thingsboard' || c.dialect === 'tago') && !c.topic.startsWith(`${oracle.NAMESPACE}/${c.id}/`)) {
