@@ -6,7 +6,7 @@
 const MAX_SHRINK_STEPS = 400;
 
 /** JavaScript-ish text for a reproducer: Buffers as hex, strings JSON-escaped, long text cut. */
-function show(v, budget = 600) {
+function show(v, budget = 2000) {
   const text = render(v);
   return text.length > budget ? `${text.slice(0, budget)}… (${text.length} chars)` : text;
 }
@@ -18,14 +18,30 @@ function render(v) {
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'function') return '[function]';
   if (Buffer.isBuffer(v)) return `Buffer.from('${v.toString('hex')}', 'hex')`;
-  if (typeof v === 'string') return JSON.stringify(v.length > 200 ? v.slice(0, 40) + `…(${v.length} chars)` : v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 1500 ? v.slice(0, 40) + `…(${v.length} chars)` : v);
   if (Array.isArray(v)) return `[${v.map(render).join(', ')}]`;
   if (v && typeof v === 'object') return `{${Object.keys(v).map((k) => `${JSON.stringify(k)}: ${render(v[k])}`).join(', ')}}`;
   return String(v);
 }
 
 /** Smaller variants of a value, most aggressive first. */
+/** The value a JSON text holds, when it holds an object or a list; undefined otherwise. */
+function parsedJson(text) {
+  if (!/^\s*[[{]/.test(text)) return undefined;
+  try {
+    const value = JSON.parse(text);
+    return value && typeof value === 'object' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function* smaller(v, top = false) {
+  // A JSON payload shrinks as the value it holds (a character cut would only break the JSON).
+  const json = typeof v === 'string' ? parsedJson(v) : Buffer.isBuffer(v) && v.length < 65536 ? parsedJson(v.toString('utf8')) : undefined;
+  if (json !== undefined) {
+    for (const s of smaller(json)) yield typeof v === 'string' ? JSON.stringify(s) : Buffer.from(JSON.stringify(s));
+  }
   if (typeof v === 'string') {
     if (v.length > 1) {
       yield v.slice(0, v.length >> 1);

@@ -256,7 +256,11 @@ async function runOn(brokerName, { rng, escapes, total, concurrency }) {
   // --- the attack
   await sleep(300);
   if (globalThis.gc) globalThis.gc();
-  const before = { rss: process.memoryUsage().rss, fds: fdCount() };
+  const memory = () => {
+    const m = process.memoryUsage();
+    return { rss: m.rss, heap: m.heapUsed, buffers: m.arrayBuffers, fds: fdCount() };
+  };
+  const before = memory();
   let peakRss = before.rss;
   intervals.push(setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
@@ -287,14 +291,15 @@ async function runOn(brokerName, { rng, escapes, total, concurrency }) {
   await Promise.all(Array.from({ length: concurrency }, worker));
   const attackSeconds = (Date.now() - started) / 1000;
 
-  // Let the last downloads run a moment after the attack, then stop.
-  await sleep(1000);
+  // Let the download run a moment after the attack (until one completed, at most 20 s), then stop.
+  for (const until = Date.now() + 20000; downloads < 1 && Date.now() < until; ) await sleep(50);
+  await sleep(500);
   stopping = true;
   await legitLoop;
   for (const i of intervals) clearInterval(i);
   await sleep(500);
   if (globalThis.gc) globalThis.gc();
-  const after = { rss: process.memoryUsage().rss, fds: fdCount() };
+  const after = memory();
   if (takeovers) found('another device\'s connection was taken over (upstream client id collision)', 'site:42 was disconnected during the attack', { device: 'site', clientId: '42:site:42', victim: 'site:42 with client id site:42' });
   if (corrupt) found('the legitimate download was corrupted', `${corrupt} of ${downloads} downloads had the wrong SHA-256`, {});
   if (!downloads) found('the legitimate device never completed a download', `${timeouts} chunk timeouts`, {});
@@ -357,9 +362,10 @@ function hostile(port, rng, n, v5, sent, found) {
     send(packet) {
       conn.write(generate(packet, conn.version));
     },
-    marker(id) {
+    /** A payload marker naming who sends (the device logged in as, else anon) and which packet. */
+    marker() {
       conn.seq++;
-      return `HOSTILE:${id ?? 'anon'}:${n}:${conn.seq}`;
+      return `HOSTILE:${conn.identity ? conn.identity.id : 'anon'}:${n}:${conn.seq}`;
     },
     remember(packet) {
       if (sent.size > 20000) sent.delete(sent.keys().next().value);
@@ -467,7 +473,7 @@ async function login(conn, rng, { asAttacker, version = 4, wait = true }) {
   if (version === 5 && rng.chance(0.5)) packet.properties = { topicAliasMaximum: rng.pick([0, 10, 65535]), maximumPacketSize: rng.pick([100, 65536]), receiveMaximum: rng.pick([1, 65535]) };
   if (rng.chance(0.2)) {
     const willTopic = rng.pick(conn.identity ? evilTopics(conn.identity) : ['a/lamp/u/9.9']);
-    packet.will = { topic: willTopic, payload: Buffer.from(conn.marker(conn.identity?.id)), qos: 1, retain: rng.chance(0.5) };
+    packet.will = { topic: willTopic, payload: Buffer.from(conn.marker()), qos: 1, retain: rng.chance(0.5) };
     conn.remember({ cmd: 'will', topic: willTopic, retain: packet.will.retain, payload: '' });
   }
   conn.claimed = { clientId: packet.clientId, username: packet.username, password: packet.password && String(packet.password) };
@@ -495,7 +501,7 @@ function hostilePacket(conn, rng, aliases) {
   if (kind === 'pubrel') return { cmd: 'pubrel', messageId };
   const topic = rng.chance(0.85) ? rng.pick(evilTopics(a)) : g.mutateTopic(rng, rng.pick(evilTopics(a)), [a.id]);
   const qos = rng.int(3);
-  const payload = Buffer.from(`${conn.marker(a.id)} ${rng.chance(0.1) ? 'x'.repeat(rng.range(100, 5000)) : ''}`);
+  const payload = Buffer.from(`${conn.marker()} ${rng.chance(0.1) ? 'x'.repeat(rng.range(100, 5000)) : ''}`);
   const packet = { cmd: 'publish', topic, payload, qos, retain: rng.chance(0.4), dup: false, ...(qos ? { messageId } : {}) };
   if (kind === 'alias') {
     // Topic aliases the gateway never offered: set one with a (long) topic, then use it alone.
@@ -526,7 +532,7 @@ const SCENARIOS = [
       await login(conn, rng, { asAttacker, version });
       const aliases = new Set();
       for (let i = rng.range(1, 6); i > 0; i--) {
-        const bytes = asAttacker && conn.connack === 0 ? generate(hostilePacket(conn, rng, aliases), version) : generate({ cmd: 'publish', topic: 'a/lamp/u/9.9', payload: conn.marker(null), qos: 1, messageId: 7, retain: true }, version);
+        const bytes = asAttacker && conn.connack === 0 ? generate(hostilePacket(conn, rng, aliases), version) : generate({ cmd: 'publish', topic: 'a/lamp/u/9.9', payload: conn.marker(), qos: 1, messageId: 7, retain: true }, version);
         conn.write(bytes && rng.chance(0.7) ? g.mutateBytes(rng, bytes) : bytes);
       }
     } else {
@@ -572,7 +578,7 @@ const SCENARIOS = [
     for (let i = rng.range(1, 50); i > 0 && !conn.socket.destroyed; i--) {
       conn.send(rng.chance(0.5)
         ? { cmd: 'subscribe', messageId: rng.range(1, 9999), subscriptions: [{ topic: rng.pick(['#', '$share/x/#', 'ota/legit/#']), qos: 1 }] }
-        : { cmd: 'publish', topic: rng.pick(['a/lamp/u/9.9', 'ota/legit/v1/devices/me/attributes', '$ota/update/P1/victim-tc']), payload: conn.marker(null), qos: 1, messageId: 3, retain: true, dup: false });
+        : { cmd: 'publish', topic: rng.pick(['a/lamp/u/9.9', 'ota/legit/v1/devices/me/attributes', '$ota/update/P1/victim-tc']), payload: conn.marker(), qos: 1, messageId: 3, retain: true, dup: false });
     }
     await sleep(rng.range(50, 300));
   } }],
@@ -600,7 +606,7 @@ const SCENARIOS = [
       return;
     }
     if (pick === 2) {
-      conn.send({ cmd: rng.pick(['subscribe', 'publish', 'pingreq', 'disconnect']), messageId: 1, subscriptions: [{ topic: '#', qos: 0 }], topic: 'a/lamp/u/9.9', payload: conn.marker(null), qos: 1, retain: true });
+      conn.send({ cmd: rng.pick(['subscribe', 'publish', 'pingreq', 'disconnect']), messageId: 1, subscriptions: [{ topic: '#', qos: 0 }], topic: 'a/lamp/u/9.9', payload: conn.marker(), qos: 1, retain: true });
       await sleep(100);
       return;
     }
@@ -629,7 +635,7 @@ async function run({ rng, counts = {}, quick, brokers, escapes }) {
     notes.push(
       `${name}: ${r.stats.connections.toLocaleString('en-US')} connections, ${r.stats.packets.toLocaleString('en-US')} packets (${mb(r.stats.bytes)}) in ${r.attackSeconds.toFixed(1)} s, ${concurrency} at a time`,
       `${name}: legitimate device: ${r.downloads} downloads of 128 KiB, SHA-256 ${r.shaOk ? 'right' : 'WRONG or none'}, ${r.rtt.chunks} chunks, round trip median ${ms(r.rtt.median)}, p99 ${ms(r.rtt.p99)}, worst ${ms(r.rtt.worst)}, ${r.timeouts} chunk timeouts (5 s)`,
-      `${name}: RSS ${mb(r.before.rss)} -> ${mb(r.after.rss)} (peak ${mb(r.peakRss)}), open fds ${r.before.fds} -> ${r.after.fds}`,
+      `${name}: RSS ${mb(r.before.rss)} -> ${mb(r.after.rss)} (peak ${mb(r.peakRss)}), JS heap ${mb(r.before.heap)} -> ${mb(r.after.heap)}, buffers ${mb(r.before.buffers)} -> ${mb(r.after.buffers)}, open fds ${r.before.fds} -> ${r.after.fds} (gateway, brokers' clients and fuzzer share this process)`,
       `${name}: gateway counters ${JSON.stringify(r.counters)}`,
     );
   }
