@@ -94,7 +94,8 @@ if (require.main === module) {
     ({ results, escapes, inputs }) => {
       const classes = results.reduce((n, r) => n + r.escapes.classes.size, 0);
       console.log('');
-      console.log(`fuzz ${escapes ? 'FAILED' : 'passed'}: ${inputs.toLocaleString('en-US')} inputs, ${escapes} escapes in ${classes} classes, seed ${o.seed}`);
+      const parts = results.map((r) => `${r.name} ${r.inputs.toLocaleString('en-US')}${r.name === 'gateway' ? ' connections' : ''}`).join(', ');
+      console.log(`fuzz ${escapes ? 'FAILED' : 'passed'}: ${inputs.toLocaleString('en-US')} inputs (${parts}), ${escapes.toLocaleString('en-US')} escapes in ${classes} classes, seed ${o.seed}`);
       process.exit(escapes ? 1 : 0);
     },
     (err) => {
