@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict';
-// `npm run fuzz` (= npm run build && node fuzz/run.js): fuzzes everything a device or an admin
+// `npm run fuzz` (= npm run build && node --expose-gc fuzz/run.js): fuzzes everything a device or an admin
 // client can reach, and prints one table per target, each escape class with a shrunk
 // reproducer, and a final line. Exit code 1 on any escape. Not part of `npm test` (a bounded
 // slice of it is: test/fuzz.spec.js).
