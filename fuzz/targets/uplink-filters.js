@@ -99,7 +99,7 @@ const policy = {
       ...oracle.ownTopics(dialect, id, attributes).sub,
       ...oracle.ownTopics(rng.pick(['biotz', 'tencent', 'sming', 'thingsboard']), other, { customer: 'c1', product: 'P1', app: 'lamp' }).sub,
       '#', '+/#', `+/${id}/#`, `$share/${id}/#`, `$share/g/+/${id}/#`, `$SYS/${id}/#`, `$share/${attributes.product || 'P1'}/${id}/x`,
-      'a/lamp/u/9.9', `biotz/1/0/c1/${other}/subscribe/firmware/update`, `$ota/update/P1/${other}`, `${id}/${id}/#`, `ota/${other}/v1/devices/me/attributes`,
+      'a/lamp/u/9.9', `a/${id}/u/9.9`, `biotz/1/0/c1/${other}/subscribe/firmware/update`, `$ota/update/P1/${other}`, `${id}/${id}/#`, `ota/${other}/v1/devices/me/attributes`,
     ];
     let topic = rng.pick(bases);
     for (let i = rng.range(0, 2); i > 0; i--) topic = g.mutateTopic(rng, topic, [id, other, '$share']);
