@@ -130,16 +130,18 @@ function assignFuzzer(repo, firmwareId) {
   return {
     name: 'assign/unassign',
     weight: 10,
+    async: true,
     gen(rng) {
       let body = g.clone(rng.pick(seeds));
       if (rng.chance(0.4)) body = g.replaceLeaf(rng, body);
       for (let i = rng.range(0, 3); i > 0; i--) body = g.mutateValue(rng, body);
       return { op: rng.pick(['assign', 'unassign']), body };
     },
-    check(c) {
+    async check(c) {
       let r;
       try {
-        r = admin[c.op](repo, tracker, c.body);
+        // assign waits for the notices' outcomes (a notice that cannot be built fails the device).
+        r = await admin[c.op](repo, tracker, c.body);
       } catch (err) {
         return refusal(err);
       }

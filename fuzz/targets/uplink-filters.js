@@ -131,10 +131,18 @@ const policy = {
       }
       return null;
     } catch (err) {
+      // Refusing a device whose topics need an attribute it lacks is the policy's answer (it is
+      // refused at CONNECT); refusing a complete identity is not.
+      if (err && err.name === 'IncompleteIdentityError') {
+        const need = NEEDS[c.dialect];
+        return need && c.attributes[need] === undefined ? null : { cls: `${c.dialect} device with a complete identity refused`, detail: err.message };
+      }
       return thrown(err);
     }
   },
 };
 
+/** The attribute each per-device dialect's topics need (DEFAULT_ACL_RULES). */
+const NEEDS = { tencent: 'product', biotz: 'customer', sming: 'app' };
 
 module.exports = { topicFilter, filterAlgebra, policy, DEVICE_IDS, thrown };

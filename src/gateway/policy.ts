@@ -82,6 +82,7 @@ export class IncompleteIdentityError extends Error {
     readonly attribute: string,
   ) {
     super(`device ${deviceId} has no ${attribute} attribute and the gateway sets no default for it`);
+    this.name = 'IncompleteIdentityError';
   }
 }
 
