@@ -4,6 +4,7 @@ import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
+import { rolloutsFor } from '../core/rollouts/service';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { attachAdminApi } from './admin-api';
@@ -65,6 +66,7 @@ export = function (RED: NodeAPI) {
     node.register = (user: Node) => {
       node.users.set(user.id, user);
       tracker.start();
+      rolloutsFor(node.repo).start();
     };
     node.deregister = (user: Node) => {
       node.users.delete(user.id);
@@ -104,6 +106,7 @@ export = function (RED: NodeAPI) {
         return;
       }
       shared.delete(options.dir);
+      rolloutsFor(node.repo).stop();
       tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);

@@ -87,6 +87,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   /** Catches up after a restart: devices whose release is written but unknown to the tracker, and every rule. */
   resume(): void {
+    this.stopped = false;
     this.run(() => {
       for (const l of this.live.values()) {
         if (terminal(l.r)) continue;
@@ -270,7 +271,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     } finally {
       this.busy = false;
     }
-    this.save();
+    // No rollout, nothing to write: a repository that never had one keeps no rollouts.json.
+    if (this.live.size) this.save();
     this.arm();
   }
 
