@@ -106,11 +106,11 @@ export = function (RED: NodeAPI) {
         return;
       }
       shared.delete(options.dir);
-      rolloutsFor(node.repo).stop();
+      const rollouts = rolloutsFor(node.repo).stop();
       tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);
-      node.repo.flush().then(
+      Promise.all([rollouts, node.repo.flush()]).then(
         () => { clearTimeout(guard); done(); },
         (err: Error) => { clearTimeout(guard); node.error(err); done(); },
       );

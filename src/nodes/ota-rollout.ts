@@ -65,29 +65,32 @@ export = function (RED: NodeAPI) {
       throw new OtaError('bad_field', open.length ? 'several rollouts are open: name one with msg.rollout (its id)' : 'no rollout is open: create one with msg.rollout (a plan)', 'rollout');
     }
 
-    node.on('input', (msg: NodeMessage, send, done) => {
-      try {
-        const plan = msg.rollout && typeof msg.rollout === 'object' && !Array.isArray(msg.rollout) && (msg.rollout as { id?: unknown }).id === undefined;
-        const action = (msg.action ?? (plan ? 'create' : undefined)) as NodeAction | undefined;
-        if (!action || !(ACTIONS as readonly string[]).includes(action)) {
-          throw new OtaError('bad_action', `msg.action is one of ${ACTIONS.join(', ')} (create when msg.rollout is a plan)`, 'action');
-        }
-        if (action === 'create') {
-          shown = service.create(msg.rollout).id;
-        } else if (action === 'status') {
-          const id = target(msg.rollout);
-          shown = id;
-          send({ ...msg, topic: 'status', payload: service.view(service.engine.get(id)) });
-        } else {
-          const id = target(msg.rollout);
-          shown = id;
-          service.act(id, action);
-        }
-        showStatus();
-        done();
-      } catch (err) {
-        done(err as Error);
+    async function input(msg: NodeMessage): Promise<NodeMessage | undefined> {
+      const plan = msg.rollout && typeof msg.rollout === 'object' && !Array.isArray(msg.rollout) && (msg.rollout as { id?: unknown }).id === undefined;
+      const action = (msg.action ?? (plan ? 'create' : undefined)) as NodeAction | undefined;
+      if (!action || !(ACTIONS as readonly string[]).includes(action)) {
+        throw new OtaError('bad_action', `msg.action is one of ${ACTIONS.join(', ')} (create when msg.rollout is a plan)`, 'action');
       }
+      if (action === 'create') {
+        shown = (await service.create(msg.rollout)).id;
+        return undefined;
+      }
+      const id = target(msg.rollout);
+      shown = id;
+      if (action === 'status') return { ...msg, topic: 'status', payload: service.view(service.engine.get(id)) };
+      await service.act(id, action);
+      return undefined;
+    }
+
+    node.on('input', (msg: NodeMessage, send, done) => {
+      input(msg).then(
+        (reply) => {
+          if (reply) send(reply);
+          showStatus();
+          done();
+        },
+        (err: Error) => done(err),
+      );
     });
   }
   RED.nodes.registerType('ota-rollout', OtaRollout);

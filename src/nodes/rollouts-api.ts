@@ -29,26 +29,26 @@ function noBody(body: unknown): void {
 export function rolloutRoutes(router: Router, h: Helpers): void {
   const { read, write, handle, send } = h;
   router.get('/ota/rollouts', read, handle((_req, res, r) => send(res, 200, rolloutsFor(r.repo).list())));
-  router.post('/ota/rollouts', write, handle((req, res, r) => {
+  router.post('/ota/rollouts', write, handle(async (req, res, r) => {
     h.requireJson(req);
     const service = rolloutsFor(r.repo);
-    send(res, 201, service.view(service.create(req.body)));
+    send(res, 201, service.view(await service.create(req.body)));
   }));
   router.get('/ota/rollouts/:id', read, handle((req, res, r) => {
     const service = rolloutsFor(r.repo);
     send(res, 200, service.view(service.engine.get(req.params.id), req.query.devices === 'true'));
   }, true));
-  router.delete('/ota/rollouts/:id', write, handle((req, res, r) => {
+  router.delete('/ota/rollouts/:id', write, handle(async (req, res, r) => {
     const service = rolloutsFor(r.repo);
     const removed = service.view(service.engine.get(req.params.id));
-    service.engine.remove(req.params.id);
+    await service.remove(req.params.id);
     send(res, 200, removed);
   }, true));
-  router.post('/ota/rollouts/:id/:action', write, handle((req, res, r) => {
+  router.post('/ota/rollouts/:id/:action', write, handle(async (req, res, r) => {
     h.requireJson(req);
     noBody(req.body);
     const service = rolloutsFor(r.repo);
     service.engine.get(req.params.id); // 404 before a bad action's 400
-    send(res, 200, service.view(service.act(req.params.id, req.params.action)));
+    send(res, 200, service.view(await service.act(req.params.id, req.params.action)));
   }, true));
 }

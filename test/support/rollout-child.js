@@ -39,7 +39,7 @@ async function main() {
   });
   service.start();
   if (mode === 'create') {
-    service.create({ firmware: fw.id, targets: { tag: 'fleet' }, plan: { groups: [{ percent: 10 }, { percent: 30 }, {}], maxConcurrent: 4 }, start: true });
+    await service.create({ firmware: fw.id, targets: { tag: 'fleet' }, plan: { groups: [{ percent: 10 }, { percent: 30 }, {}], maxConcurrent: 4 }, start: true });
   } else {
     // Devices that had their notice before the crash updated while Node-RED was down.
     const noticed = new Set(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[1]));

@@ -104,6 +104,18 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.disarm();
   }
 
+  /** Writes the rollouts now: an operator's pause or abort must survive a kill -9 that follows the answer. */
+  persist(): Promise<void> {
+    this.save();
+    return this.store.flush();
+  }
+
+  /** True while a rollout that is not over will (or did) release this firmware. */
+  usesFirmware(id: string): boolean {
+    for (const l of this.live.values()) if (l.r.firmware === id && !terminal(l.r)) return true;
+    return false;
+  }
+
   list(): Rollout[] {
     return [...this.live.values()].map((l) => l.r);
   }

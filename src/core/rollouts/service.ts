@@ -33,6 +33,9 @@ export class RolloutService {
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
     this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), new FileRolloutPersistence(repo.dir), clock);
+    // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
+    // otherwise all end cancelled, with nothing to send them).
+    repo.firmwareGuards.push((id) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined));
   }
 
   /** Listens to device events and catches up on what happened while stopped (idempotent). */
@@ -45,12 +48,14 @@ export class RolloutService {
     this.engine.resume();
   }
 
-  stop(): void {
-    if (!this.started) return;
+  /** Stops listening and timing; resolves once the rollouts are on disk. */
+  stop(): Promise<void> {
+    if (!this.started) return Promise.resolve();
     this.started = false;
     trackerFor(this.repo).off('progress', this.onProgress);
     this.repo.off('presence', this.onPresence);
     this.engine.stop();
+    return this.engine.persist();
   }
 
   view(r: Rollout, withDevices = false): RolloutView {
@@ -64,7 +69,7 @@ export class RolloutService {
   }
 
   /** Creates a rollout from a request body (admin API, msg.rollout); `start: true` starts it at once. */
-  create(body: unknown): Rollout {
+  async create(body: unknown): Promise<Rollout> {
     const o = objectAt(body, 'rollout', ROLLOUT_FIELDS);
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 200)) throw new OtaError('bad_field', 'name is a string of at most 200 characters', 'name');
     if (o.start !== undefined && typeof o.start !== 'boolean') throw new OtaError('bad_field', 'start is true or false', 'start');
@@ -74,14 +79,24 @@ export class RolloutService {
     const devices = this.resolve(targets, firmware);
     const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices });
     if (o.start === true) this.engine.act(r.id, 'start');
+    await this.engine.persist();
     return r;
   }
 
-  act(id: string, action: unknown): Rollout {
+  /** Runs an action and answers once it is on disk. */
+  async act(id: string, action: unknown): Promise<Rollout> {
     if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) {
       throw new OtaError('bad_field', `action is one of ${ACTIONS.join(', ')}`, 'action');
     }
-    return this.engine.act(id, action as Action);
+    const r = this.engine.act(id, action as Action);
+    await this.engine.persist();
+    return r;
+  }
+
+  async remove(id: string): Promise<Rollout> {
+    const r = this.engine.remove(id);
+    await this.engine.persist();
+    return r;
   }
 
   private firmwareOf(value: unknown): FirmwareRecord {
