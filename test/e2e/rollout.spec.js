@@ -3,7 +3,8 @@
 // broker, the gateway, and 200 simulated Tencent devices. Groups 1 % / 10 % / rest, error
 // threshold 10 %: 3 devices of the second group (15 %) fail their download (a corrupt block, no
 // retry). The rollout must pause on the report that crosses 10 %, no device of the third group
-// may get a notice, and resume must finish it.
+// may get a notice, and resume must finish it, with at most 10 devices updating at once as the
+// devices themselves saw it.
 const assert = require('assert');
 const fs = require('fs');
 const { startPipeline } = require('../../scripts/pipeline');
@@ -28,6 +29,9 @@ async function eventually(check, timeoutMs, what) {
 describe('end to end: a staged rollout pauses on its error threshold and resumes', function () {
   this.timeout(120000);
   let dir, pipeline, fleet, rollout;
+  const ACTIVE = new Set(['notified', 'downloading', 'downloaded', 'verified', 'updating']);
+  const active = new Set();
+  let most = 0;
   const ids = Array.from({ length: COUNT }, (_, i) => `r-${i + 1}`);
   const third = new Set(ids.slice(22));
 
@@ -42,10 +46,15 @@ describe('end to end: a staged rollout pauses on its error threshold and resumes
       faultDevices: FAILING,
       maxAttempts: 1,
     });
+    fleet.on('state', (device, state) => {
+      if (ACTIVE.has(state)) active.add(device.id);
+      else active.delete(device.id);
+      most = Math.max(most, active.size);
+    });
     const fw = await pipeline.api.storeFirmware(imageOf(16 * 1024, 9), 'demo-app', '1.1.0');
     rollout = await pipeline.api.call('POST', '/ota/rollouts', {
       name: 'staged', firmware: fw.id, targets: { devices: ids },
-      plan: { groups: [{ percent: 1 }, { percent: 10 }, {}], error: { percent: 10 } }, start: true,
+      plan: { groups: [{ percent: 1 }, { percent: 10 }, {}], error: { percent: 10 }, maxConcurrent: 10 }, start: true,
     });
   });
   after(async () => {
@@ -90,5 +99,10 @@ describe('end to end: a staged rollout pauses on its error threshold and resumes
       assert.strictEqual(d.state, 'updated', d.id);
       assert.strictEqual(d.installs, 1, d.id);
     }
+  });
+
+  it('never had more than 10 devices updating at once', () => {
+    assert.ok(most <= 10, `${most} at once`);
+    assert.ok(most >= 5, `the limit was used (${most} at once)`);
   });
 });
