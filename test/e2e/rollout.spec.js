@@ -1,10 +1,10 @@
 'use strict';
 // A staged rollout as a user runs it: stock Node-RED with the "Full pipeline" example, a real
 // broker, the gateway, and 200 simulated Tencent devices. Groups 1 % / 10 % / rest, error
-// threshold 10 %: 3 devices of the second group (15 %) fail their download (a corrupt block, no
-// retry). The rollout must pause on the report that crosses 10 %, no device of the third group
-// may get a notice, and resume must finish it, with at most 10 devices updating at once as the
-// devices themselves saw it.
+// threshold 10 %: 3 devices of the second group (15 %) fail their update (the simulator's
+// failDevices: the image arrives corrupted; no retry). The rollout must pause on the report that
+// crosses 10 %, no device of the third group may get a notice, and resume must finish it, with at
+// most 10 devices updating at once as the devices themselves saw it.
 const assert = require('assert');
 const fs = require('fs');
 const { startPipeline } = require('../../scripts/pipeline');
@@ -42,8 +42,7 @@ describe('end to end: a staged rollout pauses on its error threshold and resumes
     fleet = await startFleet({
       broker: pipeline.deviceUrl,
       groups: [{ dialect: 'tencent', count: COUNT, idPattern: 'r-{n}', product: 'DEMO', deviceSecretPattern: SECRET, version: '1.0.0' }],
-      faults: { corruptChunk: 0 },
-      faultDevices: FAILING,
+      failDevices: FAILING,
       maxAttempts: 1,
     });
     fleet.on('state', (device, state) => {
