@@ -26,6 +26,8 @@ export type Action = 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'next';
 export const ACTIONS: readonly Action[] = ['start', 'pause', 'resume', 'abort', 'retry', 'next'];
 
 const MINUTE = 60_000;
+/** Rollouts kept (finished and aborted ones included, until deleted): the file stays bounded. */
+export const MAX_ROLLOUTS = 1000;
 const MAX_DELAY = 2 ** 31 - 1;
 
 /** What the engine keeps per rollout besides the record: counts, order and queues, all rebuilt on load. */
@@ -135,6 +137,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   create(input: CreateInput): Rollout {
     if (!input.devices.length) throw new OtaError('bad_field', 'the targets match no device', 'targets');
+    if (this.live.size >= MAX_ROLLOUTS) throw new OtaError('too_many_rollouts', `${MAX_ROLLOUTS} rollouts are kept already: delete finished or aborted ones first`, 'rollout');
     const busy = input.devices.filter((d) => this.byDevice.has(d.id));
     if (busy.length) {
       const shown = busy.slice(0, 5).map((d) => `${d.id} (${this.byDevice.get(d.id)?.l.r.id})`).join(', ');
@@ -520,10 +523,13 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const r = l.r;
     for (const e of l.queued) if (e.phase === 'queued') this.setPhase(l, e, 'waiting');
     l.queued = [];
-    // Notices not yet acted on are withdrawn: those devices never start.
+    // Notices not yet acted on are withdrawn: those devices never start. Failed and timed-out
+    // devices lose their assignment too, so that no retry sends them the firmware again.
     const unacted = r.devices.filter((e) => e.phase === 'released' && ['assigned', 'notified'].includes(this.effects.status(e.device)?.state ?? ''));
     for (const e of unacted) this.finish(l, e, 'cancelled', 'notice withdrawn by the abort');
-    if (unacted.length) this.effects.clear(r.firmware, unacted.map((e) => e.device));
+    const failed = r.devices.filter((e) => (e.phase === 'failed' || e.phase === 'timed_out') && this.effects.status(e.device)?.firmware === r.firmware);
+    const clear = [...unacted, ...failed].map((e) => e.device);
+    if (clear.length) this.effects.clear(r.firmware, clear);
     this.end(l, 'aborted', detail);
     if (r.plan.revertOnAbort) {
       const took = r.devices.filter((e) => e.phase === 'soaking' || e.phase === 'succeeded' || (e.phase === 'released' && this.effects.status(e.device)?.state === 'updated'));

@@ -26,6 +26,10 @@ export class RolloutService {
   readonly engine: RolloutEngine;
   private started = false;
   private readonly onProgress = (_ev: unknown, record: { device: string }) => this.engine.deviceChanged(record.device);
+  /** An unassignment (admin API, a device deleted) emits no progress event, only this command. */
+  private readonly onCommand = (cmd: { action?: unknown; devices?: unknown }) => {
+    if (cmd?.action === 'unassign' && Array.isArray(cmd.devices)) for (const d of cmd.devices) if (typeof d === 'string') this.engine.deviceChanged(d);
+  };
   private readonly onPresence = (ev: PresenceEvent) => {
     if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
   };
@@ -45,6 +49,7 @@ export class RolloutService {
     const tracker = trackerFor(this.repo);
     tracker.on('progress', this.onProgress);
     this.repo.on('presence', this.onPresence);
+    this.repo.on('command', this.onCommand);
     this.engine.resume();
   }
 
@@ -54,6 +59,7 @@ export class RolloutService {
     this.started = false;
     trackerFor(this.repo).off('progress', this.onProgress);
     this.repo.off('presence', this.onPresence);
+    this.repo.off('command', this.onCommand);
     this.engine.stop();
     return this.engine.persist();
   }

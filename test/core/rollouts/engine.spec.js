@@ -171,7 +171,9 @@ describe('rollout engine', () => {
     fleet.report('d0002', 'failed');
     fleet.report('d0003', 'failed');
     assert.strictEqual(r.state, 'aborted');
-    assert.deepStrictEqual(fleet.cleared, ['d0004', 'd0005']);
+    // Not acted on: withdrawn. Failed: unassigned too, so that no retry sends it again.
+    assert.deepStrictEqual([...fleet.cleared].sort(), ['d0002', 'd0003', 'd0004', 'd0005']);
+    assert.deepStrictEqual(r.devices.slice(2, 6).map((e) => e.phase), ['failed', 'failed', 'cancelled', 'cancelled']);
     assert.deepStrictEqual(fleet.reverted, ['d0000:fw-1']);
     assert.deepStrictEqual(events.slice(-3).map((e) => e.type), ['threshold', 'aborted', 'reverted']);
     fleet.report('d0001', 'updated');

@@ -52,6 +52,13 @@ describe('rollouts on a repository', () => {
     await repo.deleteFirmware(fw2.id);
   });
 
+  it('counts a device unassigned through the admin API (or deleted) as cancelled', async () => {
+    const r = await service.create({ firmware: fw2.id, targets: { devices: ['t1', 't2'] }, plan: { error: { count: 0 } }, start: true });
+    trackerFor(repo).unassign(['t1']);
+    assert.strictEqual(r.devices[0].phase, 'cancelled');
+    assert.strictEqual(r.state, 'paused');
+  });
+
   it('targets by filter on dialect, attributes and reported version', async () => {
     report('t1', '1.0.0');
     const byVersion = await service.create({ firmware: fw2.id, targets: { tag: 'fleet', filter: { dialect: 'tencent', version: '1.0.0' } } });
