@@ -26,9 +26,9 @@ export class RolloutService {
   readonly engine: RolloutEngine;
   private started = false;
   private readonly onProgress = (_ev: unknown, record: { device: string }) => this.engine.deviceChanged(record.device);
-  /** An unassignment (admin API, a device deleted) emits no progress event, only this command. */
-  private readonly onCommand = (cmd: { action?: unknown; devices?: unknown }) => {
-    if (cmd?.action === 'unassign' && Array.isArray(cmd.devices)) for (const d of cmd.devices) if (typeof d === 'string') this.engine.deviceChanged(d);
+  /** An unassignment (admin API, a device deleted) emits no progress event. */
+  private readonly onUnassigned = (devices: string[]) => {
+    for (const d of devices) this.engine.deviceChanged(d);
   };
   private readonly onPresence = (ev: PresenceEvent) => {
     if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
@@ -48,8 +48,8 @@ export class RolloutService {
     this.started = true;
     const tracker = trackerFor(this.repo);
     tracker.on('progress', this.onProgress);
+    tracker.on('unassigned', this.onUnassigned);
     this.repo.on('presence', this.onPresence);
-    this.repo.on('command', this.onCommand);
     this.engine.resume();
   }
 
@@ -58,8 +58,8 @@ export class RolloutService {
     if (!this.started) return Promise.resolve();
     this.started = false;
     trackerFor(this.repo).off('progress', this.onProgress);
+    trackerFor(this.repo).off('unassigned', this.onUnassigned);
     this.repo.off('presence', this.onPresence);
-    this.repo.off('command', this.onCommand);
     this.engine.stop();
     return this.engine.persist();
   }

@@ -59,6 +59,12 @@ describe('rollouts on a repository', () => {
     assert.strictEqual(r.state, 'paused');
   });
 
+  it('leaves released devices assigned, not notified, while no ota-assign node sends notices', async () => {
+    repo.removeAllListeners('command');
+    await service.create({ firmware: fw2.id, targets: { devices: ['t1'] }, start: true });
+    assert.strictEqual(repo.rollout.get('t1').state, 'assigned');
+  });
+
   it('targets by filter on dialect, attributes and reported version', async () => {
     report('t1', '1.0.0');
     const byVersion = await service.create({ firmware: fw2.id, targets: { tag: 'fleet', filter: { dialect: 'tencent', version: '1.0.0' } } });
