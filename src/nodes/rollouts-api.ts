@@ -32,7 +32,10 @@ export function rolloutRoutes(router: Router, h: Helpers): void {
   router.post('/ota/rollouts', write, handle(async (req, res, r) => {
     h.requireJson(req);
     const service = rolloutsFor(r.repo);
-    send(res, 201, service.view(await service.create(req.body)));
+    const created = service.view(await service.create(req.body));
+    // As for an assignment: say so when nothing will send the notices.
+    const warning = r.repo.listenerCount('command') === 0 ? 'no ota-assign node is deployed for this repository: released devices stay assigned, and no notice is sent, until one is' : undefined;
+    send(res, 201, warning ? { ...created, warning } : created);
   }));
   router.get('/ota/rollouts/:id', read, handle((req, res, r) => {
     const service = rolloutsFor(r.repo);

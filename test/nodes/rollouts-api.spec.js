@@ -44,6 +44,7 @@ describe('admin HTTP API: /ota/rollouts', function () {
     }).expect(201);
     const r = created.body;
     assert.strictEqual(r.state, 'draft');
+    assert.strictEqual(r.warning, undefined, 'an ota-assign stand-in listens');
     assert.deepStrictEqual(r.groups.map((g) => g.size), [2, 8, 10]);
     assert.deepStrictEqual(r.groupCounts.map((c) => c.waiting), [2, 8, 10]);
     assert.strictEqual(notified.length, 0);
@@ -101,6 +102,12 @@ describe('admin HTTP API: /ota/rollouts', function () {
     const busy = await api().post('/ota/rollouts').send({ firmware: fw.id, targets: { devices: ['d01', 'd02'] } }).expect(409);
     assert.strictEqual(busy.body.code, 'device_in_rollout');
     await api().delete(`/ota/rollouts/${r.id}`).expect(200);
+  });
+
+  it('warns when no ota-assign node would send the notices', async () => {
+    repo.removeAllListeners('command');
+    const res = await api().post('/ota/rollouts').send({ firmware: fw.id, targets: { devices: ['d00'] } }).expect(201);
+    assert.match(res.body.warning, /no ota-assign node is deployed/);
   });
 
   it('keeps POST /ota/assignments working beside rollouts', async () => {
