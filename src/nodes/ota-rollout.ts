@@ -51,6 +51,9 @@ export = function (RED: NodeAPI) {
       showStatus();
     };
     service.engine.on('event', onEvent);
+    // After a deploy or restart: the newest rollout still open.
+    shown = service.engine.list().filter((r) => r.state !== 'finished' && r.state !== 'aborted').at(-1)?.id;
+    showStatus();
     node.on('close', (_removed, done) => {
       service.engine.off('event', onEvent);
       done();

@@ -403,7 +403,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (g.state === 'running' && c.succeeded * 100 >= g.success.percent * g.size) {
       g.state = 'succeeded';
       this.emitEvent(l, 'group-succeeded', g.index, `group ${g.index + 1}: ${c.succeeded} of ${g.size} succeeded`);
-      if (g.success.action === 'pause' && g.index < r.groups.length - 1) this.pause(l, 'threshold', `group ${g.index + 1} reached its success condition: trigger the next group`);
+      // Already paused (by hand, or a threshold): that pause stands, and resume approves the next group.
+      if (g.success.action === 'pause' && g.index < r.groups.length - 1 && r.state === 'running') this.pause(l, 'threshold', `group ${g.index + 1} reached its success condition: trigger the next group`);
       return;
     }
     if (g.state === 'running' && finished === g.size && !g.overridden) {

@@ -338,6 +338,16 @@ describe('rollout engine', () => {
       assert.strictEqual(fleet.notified.length, 3);
     });
 
+    it('keeps a manual pause as it is when a group then reaches a success condition that pauses', () => {
+      const r = create({ groups: [{ count: 1, success: { action: 'pause' } }, {}] }, ids(3));
+      engine.act(r.id, 'start');
+      engine.act(r.id, 'pause');
+      fleet.report('d0000', 'updated');
+      assert.deepStrictEqual([r.state, r.reason, r.groups[0].state], ['paused', 'manual', 'succeeded']);
+      engine.act(r.id, 'resume');
+      assert.strictEqual(fleet.notified.length, 3, 'resume approves the next group');
+    });
+
     it('refuses a device already in another rollout that is not over', () => {
       create({}, ids(2));
       assert.throws(() => create({}, ids(3)), /in another rollout/);
