@@ -152,7 +152,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     split.forEach(({ spec, size }, index) => {
       const startAt = spec.startAt ? Date.parse(spec.startAt) : undefined;
       const success = { ...input.plan.success, ...spec.success };
-      const error = spec.error ? { ...input.plan.error, ...spec.error } : input.plan.error;
+      // parsePlan already completed a group's own condition from the plan's: taken as it is (merged
+      // again, a group's {count} would gain the plan's {percent} back).
+      const error = spec.error ?? input.plan.error;
       groups.push({ index, size, state: 'pending', ...(startAt !== undefined ? { startAt } : {}), success, ...(error ? { error: error as GroupRecord['error'] } : {}) });
       for (const d of input.devices.slice(at, at + size)) devices.push({ device: d.id, group: index, phase: 'waiting', ...(d.previous ? { previous: d.previous } : {}) });
       at += size;

@@ -154,6 +154,20 @@ describe('rollout engine', () => {
     assert.strictEqual(r.state, 'paused');
   });
 
+  it('applies a group\'s own error condition over the plan\'s', () => {
+    const r = create({ groups: [{ count: 10, error: { count: 0 } }, { count: 10 }, {}], error: { percent: 50 } }, ids(30));
+    assert.deepStrictEqual(r.groups.map((g) => [g.error.count, g.error.percent]), [[0, undefined], [undefined, 50], [undefined, 50]]);
+    engine.act(r.id, 'start');
+    fleet.report('d0000', 'failed');
+    assert.strictEqual(r.state, 'paused', 'the canary group tolerates no failure');
+    engine.act(r.id, 'resume');
+    for (const id of groupOf(r, 0).slice(1)) fleet.report(id, 'updated');
+    for (const id of groupOf(r, 1).slice(0, 5)) fleet.report(id, 'failed');
+    assert.strictEqual(r.state, 'running', '5 of 10 is 50 %: not over');
+    fleet.report(groupOf(r, 1)[5], 'failed');
+    assert.strictEqual(r.state, 'paused');
+  });
+
   it('counts a device unassigned outside the rollout as cancelled, an error', () => {
     const r = create({ groups: [{ count: 4 }, {}], error: { count: 0 } }, ids(8));
     engine.act(r.id, 'start');
