@@ -6,7 +6,7 @@ const { spawn } = require('child_process');
 const { tempDir } = require('../../support/images');
 
 const CHILD = path.join(__dirname, '../../support/rollout-child.js');
-const DEVICES = 200;
+const DEVICES = 100;
 
 function run(dir, mode) {
   const child = spawn(process.execPath, [CHILD, dir, mode, String(DEVICES)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -33,7 +33,7 @@ describe('rollout: kill -9 mid-rollout and restart', function () {
 
   it('finishes after the restart with every device notified once and the groups in order', async () => {
     const first = run(dir, 'create');
-    while (notices(dir).length < 60) {
+    while (notices(dir).length < 30) {
       if (first.child.exitCode !== null) assert.fail(`the first run ended early: ${(await first.exited).out}`);
       await new Promise((r) => setTimeout(r, 2));
     }
@@ -51,8 +51,8 @@ describe('rollout: kill -9 mid-rollout and restart', function () {
     const assigns = lines.filter((l) => l.startsWith('assign ')).map((l) => l.slice(7));
     assert.strictEqual(assigns.length, DEVICES, 'one notice per device');
     assert.strictEqual(new Set(assigns).size, DEVICES, 'no device notified twice');
-    // Groups in order: the first 20 devices (10 %), then the next 60 (30 %), then the rest.
+    // Groups in order: the first 10 devices (10 %), then the next 30 (30 %), then the rest.
     const order = assigns.map((d) => Number(d.slice(1)));
-    assert.ok(order.slice(0, 20).every((n) => n < 20) && order.slice(20, 80).every((n) => n < 80), 'no group skipped or started early');
+    assert.ok(order.slice(0, 10).every((n) => n < 10) && order.slice(10, 40).every((n) => n < 40), 'no group skipped or started early');
   });
 });
