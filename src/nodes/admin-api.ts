@@ -13,7 +13,7 @@ import { ROLLOUT_PATHS, rolloutRoutes } from './rollouts-api';
 
 const PATHS = ['/ota/firmware', '/ota/firmware/:id', '/ota/devices', '/ota/devices/:id', '/ota/assignments', '/ota/rollout', ...ROLLOUT_PATHS];
 /** Where the body-parser error handler listens (prefixes: /ota/firmware covers /ota/firmware/:id). */
-const PREFIXES = ['/ota/firmware', '/ota/devices', '/ota/assignments', '/ota/rollout'];
+const PREFIXES = ['/ota/firmware', '/ota/devices', '/ota/assignments', '/ota/rollout', '/ota/rollouts'];
 /** Room for multipart headers and fields around the image. */
 const MULTIPART_OVERHEAD = 64 * 1024;
 

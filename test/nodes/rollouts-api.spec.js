@@ -104,6 +104,16 @@ describe('admin HTTP API: /ota/rollouts', function () {
     await api().delete(`/ota/rollouts/${r.id}`).expect(200);
   });
 
+  it('answers malformed JSON with a JSON 400, never quoting the body', async () => {
+    for (const url of ['/ota/rollouts', '/ota/rollouts/r1/start']) {
+      const res = await api().post(url).set('Content-Type', 'application/json').send('{"name":"SECRET-TEXT",');
+      assert.strictEqual(res.status, 400, `${url}: ${res.status} ${res.text}`);
+      assert.match(res.headers['content-type'], /^application\/json/, res.text);
+      assert.deepStrictEqual([res.body.code, res.body.field], ['bad_json', 'body']);
+      assert.ok(!res.text.includes('SECRET-TEXT'));
+    }
+  });
+
   it('warns when no ota-assign node would send the notices', async () => {
     repo.removeAllListeners('command');
     const res = await api().post('/ota/rollouts').send({ firmware: fw.id, targets: { devices: ['d00'] } }).expect(201);
