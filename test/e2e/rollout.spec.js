@@ -77,7 +77,10 @@ describe('end to end: a staged rollout pauses on its error threshold and resumes
     const r = await get();
     assert.strictEqual(r.reason, 'threshold');
     assert.match(r.detail, /group 2: 3 of 20 failed, over 10 %/);
-    assert.deepStrictEqual([r.groupCounts[1].succeeded, r.groupCounts[1].failed], [17, 3]);
+    // With 10 at once, the third failure may come before the last devices of the group were
+    // released: those wait, paused, with the third group.
+    const g = r.groupCounts[1];
+    assert.deepStrictEqual([g.failed, g.succeeded + g.waiting], [3, 17]);
     // Give a late notice every chance to show up.
     await new Promise((res) => setTimeout(res, 1000));
     const leaked = fleet.devices.filter((d) => third.has(d.id) && noticed(d)).map((d) => d.id);
