@@ -40,6 +40,9 @@ Simulates devices that update their firmware over MQTT the way real devices of e
   --stall-at F          fault: stop requesting at fraction F ...
   --stall-ms MS         ... for MS milliseconds
   --fault-devices LIST  which device numbers ({n}) get the faults, e.g. 1,3 (default all)
+  --fail-rate F         this share (0..1) of each group's devices fail every update (each image
+                        they take arrives corrupted): to watch a rollout's error threshold work
+  --fail-devices LIST   these device numbers ({n}) fail every update, e.g. 5,10
   --exit-when-updated   exit 0 once every device runs a new image (default: run until Ctrl-C)
   --timeout SECONDS     with --exit-when-updated: exit 1 if not all updated by then
   --json                one JSON line per device state change instead of bars
@@ -70,7 +73,7 @@ function main() {
         app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' }, 'tago-seed': { type: 'boolean' },
         'chunk-size': { type: 'string' }, concurrency: { type: 'string' }, 'protocol-version': { type: 'string' },
         'drop-at': { type: 'string' }, 'corrupt-chunk': { type: 'string' }, 'stall-at': { type: 'string' }, 'stall-ms': { type: 'string' },
-        'fault-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
+        'fault-devices': { type: 'string' }, 'fail-rate': { type: 'string' }, 'fail-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
         json: { type: 'boolean' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -133,6 +136,8 @@ function main() {
     concurrency: number(args.concurrency, 'concurrency', { min: 1 }),
     faults: Object.fromEntries(Object.entries(faults).filter(([, v]) => v !== undefined)),
     faultDevices: args['fault-devices'] ? args['fault-devices'].split(',').map((n) => number(n, 'fault-devices')) : undefined,
+    failRate: number(args['fail-rate'], 'fail-rate', { integer: false }),
+    failDevices: args['fail-devices'] ? args['fail-devices'].split(',').map((n) => number(n, 'fail-devices')) : undefined,
   };
   for (const key of Object.keys(options)) if (options[key] === undefined) delete options[key];
   const timeoutS = number(args.timeout, 'timeout', { integer: false });

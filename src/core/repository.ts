@@ -58,6 +58,8 @@ export class OtaRepository extends EventEmitter {
   readonly now: () => Date;
   /** Temp files of writes a killed process never finished, removed on opening. */
   readonly removedTempFiles: string[];
+  /** Say why a firmware must stay (rollouts register one); undefined: no objection. */
+  readonly firmwareGuards: Array<(id: string) => string | undefined> = [];
 
   constructor(options: RepositoryOptions) {
     super();
@@ -90,6 +92,10 @@ export class OtaRepository extends EventEmitter {
     const record = this.firmware.resolve(id);
     if (this.rollout.isAssigned(record.id)) {
       throw new OtaError('firmware_assigned', `${record.title} ${record.version} is assigned to devices; unassign it first`, 'firmware');
+    }
+    for (const guard of this.firmwareGuards) {
+      const why = guard(record.id);
+      if (why) throw new OtaError('firmware_assigned', `${record.title} ${record.version}: ${why}`, 'firmware');
     }
     return this.firmware.remove(record.id);
   }

@@ -4,15 +4,16 @@ import { multipartBoundary, parseMultipart } from '../core/rollout/multipart';
 import { trackerFor } from '../core/rollout/tracker';
 import { ErrorHandler, Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
 import type { OtaRepositoryNode } from './repository-node';
+import { ROLLOUT_PATHS, rolloutRoutes } from './rollouts-api';
 
 // The admin HTTP API under /ota on RED.httpAdmin (so behind adminAuth when it is on): firmware,
 // devices, assignments, rollout summary. Registered once per runtime however many repository
 // nodes exist (?repository=<config node id> picks one; default the first), removed when the last
 // one closes. The work itself is in src/core/rollout/admin.ts.
 
-const PATHS = ['/ota/firmware', '/ota/firmware/:id', '/ota/devices', '/ota/devices/:id', '/ota/assignments', '/ota/rollout'];
+const PATHS = ['/ota/firmware', '/ota/firmware/:id', '/ota/devices', '/ota/devices/:id', '/ota/assignments', '/ota/rollout', ...ROLLOUT_PATHS];
 /** Where the body-parser error handler listens (prefixes: /ota/firmware covers /ota/firmware/:id). */
-const PREFIXES = ['/ota/firmware', '/ota/devices', '/ota/assignments', '/ota/rollout'];
+const PREFIXES = ['/ota/firmware', '/ota/devices', '/ota/assignments', '/ota/rollout', '/ota/rollouts'];
 /** Room for multipart headers and fields around the image. */
 const MULTIPART_OVERHEAD = 64 * 1024;
 
@@ -186,6 +187,7 @@ function routes(RED: NodeAPI, state: ApiState): void {
     send(res, 200, unassign(r.repo, trackerFor(r.repo), deleteBody(req)));
   }));
   router.get('/ota/rollout', read, handle((_req, res, r) => send(res, 200, { summary: r.repo.rollout.summary(), devices: r.repo.rollout.list() })));
+  rolloutRoutes(router, { read, write, handle, requireJson, send });
   for (const app of parsingApps(router)) app.use(PREFIXES, state.onBodyError);
 }
 

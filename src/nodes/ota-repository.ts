@@ -4,6 +4,7 @@ import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
+import { rolloutsFor } from '../core/rollouts/service';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { attachAdminApi } from './admin-api';
@@ -68,6 +69,7 @@ export = function (RED: NodeAPI) {
     node.register = (user: Node) => {
       node.users.set(user.id, user);
       tracker.start();
+      rolloutsFor(node.repo).start();
     };
     node.deregister = (user: Node) => {
       node.users.delete(user.id);
@@ -108,10 +110,11 @@ export = function (RED: NodeAPI) {
       }
       shared.delete(options.dir);
       node.repo.devices.unwatch();
+      const rollouts = rolloutsFor(node.repo).stop();
       tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);
-      node.repo.flush().then(
+      Promise.all([rollouts, node.repo.flush()]).then(
         () => { clearTimeout(guard); done(); },
         (err: Error) => { clearTimeout(guard); node.error(err); done(); },
       );

@@ -14,7 +14,7 @@ export function deviceDownload(
   signal: AbortSignal,
   onProgress?: (received: number, total: number) => void,
 ): Promise<HttpDownloadResult> {
-  const block = device.options.faults.corruptChunk;
+  const block = device.options.faults.corruptChunk ?? (device.broken ? 0 : undefined);
   return httpDownload({
     url,
     signal,

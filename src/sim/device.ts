@@ -11,7 +11,7 @@ import type { DeviceOptions, FaultOptions, HistoryEntry, ProgressInfo, SimState 
 // (timers, attempts, the download slot) so that a driver cannot leak them.
 
 /** Options with every default filled in. */
-export type ResolvedOptions = Required<Omit<DeviceOptions, 'faults' | 'faultDevices' | 'tokenPattern' | 'clientIdPattern' | 'deviceSecretPattern'>> & {
+export type ResolvedOptions = Required<Omit<DeviceOptions, 'faults' | 'faultDevices' | 'failRate' | 'failDevices' | 'tokenPattern' | 'clientIdPattern' | 'deviceSecretPattern'>> & {
   faults: FaultOptions;
 };
 
@@ -78,6 +78,8 @@ export class SimDevice extends EventEmitter {
     readonly options: ResolvedOptions,
     private readonly slots: Semaphore,
     faulty: boolean,
+    /** Fails every update (failRate, failDevices): every image it takes is corrupted. */
+    readonly broken = false,
   ) {
     super();
     this.id = identity.id;
@@ -296,6 +298,10 @@ export class SimDevice extends EventEmitter {
   }
 
   corruptDue(chunkIndex: number): boolean {
+    if (this.broken && chunkIndex === (this.options.faults.corruptChunk ?? 0)) {
+      this.emit('log', `${this.id}: corrupting chunk ${chunkIndex} (a device that fails every update)`);
+      return true;
+    }
     if (!this.faultsLeft.corrupt || this.options.faults.corruptChunk !== chunkIndex) return false;
     this.faultsLeft.corrupt = false;
     this.emit('log', `${this.id}: corrupting chunk ${chunkIndex} (fault injection)`);
@@ -304,6 +310,7 @@ export class SimDevice extends EventEmitter {
 
   /** Consumes a pending fault regardless of progress (dialects whose download is one message). */
   takeFault(kind: 'drop' | 'corrupt' | 'stall'): boolean {
+    if (kind === 'corrupt' && this.broken) return true;
     if (!this.faultsLeft[kind]) return false;
     this.faultsLeft[kind] = false;
     this.emit('log', `${this.id}: ${kind} (fault injection)`);

@@ -73,6 +73,7 @@ function checkOptions(o: DeviceOptions & { dialect?: unknown; count?: unknown })
   if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
     throw new Error(`protocolVersion must be 4 (MQTT 3.1.1) or 5, not ${String(o.protocolVersion)}`);
   }
+  if (o.failRate !== undefined && !(o.failRate >= 0 && o.failRate <= 1)) throw new Error('failRate is a fraction from 0 to 1');
   const f = o.faults ?? {};
   for (const key of ['dropAt', 'stallAt'] as const) {
     const v = f[key];
@@ -108,7 +109,10 @@ export class Fleet extends EventEmitter {
         const clientId = merged.clientIdPattern ? fillPattern(merged.clientIdPattern, { ...vars, id }) : defaultClientId(group.dialect, id, resolved);
         const deviceSecret = merged.deviceSecretPattern ? fillPattern(merged.deviceSecretPattern, { ...vars, id }) : undefined;
         const faulty = !merged.faultDevices || merged.faultDevices.includes(n);
-        const device = new SimDevice({ id, token, clientId, deviceSecret, dialect: group.dialect, index: i, group: g, n }, resolved, this.slots, faulty);
+        // failRate picks every (1/rate)th device: floor(count × rate) of them, spread over the group.
+        const rate = merged.failRate ?? 0;
+        const broken = (merged.failDevices?.includes(n) ?? false) || Math.floor((k + 1) * rate) > Math.floor(k * rate);
+        const device = new SimDevice({ id, token, clientId, deviceSecret, dialect: group.dialect, index: i, group: g, n }, resolved, this.slots, faulty, broken);
         device.on('state', (state: SimState) => this.emit('state', device, state));
         device.on('progress', (info: ProgressInfo) => this.emit('progress', info));
         device.on('log', (line: string) => this.emit('log', line));

@@ -72,6 +72,14 @@ export interface DeviceOptions {
   faults?: FaultOptions;
   /** Which devices of the group inject the faults (numbers within the group, as {n}); default all. */
   faultDevices?: number[];
+  /**
+   * This share (0..1) of the group's devices, spread evenly, fail every update: each image they
+   * take arrives corrupted (a bad image for their hardware), so each attempt fails the dialect's
+   * way. For watching a rollout's error threshold work.
+   */
+  failRate?: number;
+  /** These devices (numbers within the group, as {n}) fail every update, as failRate. */
+  failDevices?: number[];
   /** Give up one chunk request after this long without an answer (it is re-sent up to 5 times). */
   chunkTimeoutMs?: number;
   /** Give up one download attempt after this long. */

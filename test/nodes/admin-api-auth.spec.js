@@ -53,7 +53,8 @@ describe('admin HTTP API with adminAuth on (real Node-RED)', function () {
   });
 
   it('refuses every route without a token', async () => {
-    for (const [method, url] of [['GET', '/ota/firmware'], ['GET', '/ota/devices'], ['POST', '/ota/devices'], ['POST', '/ota/assignments'], ['GET', '/ota/rollout']]) {
+    for (const [method, url] of [['GET', '/ota/firmware'], ['GET', '/ota/devices'], ['POST', '/ota/devices'], ['POST', '/ota/assignments'], ['GET', '/ota/rollout'],
+      ['GET', '/ota/rollouts'], ['POST', '/ota/rollouts'], ['GET', '/ota/rollouts/r1'], ['POST', '/ota/rollouts/r1/start'], ['DELETE', '/ota/rollouts/r1']]) {
       const res = await call(method, url, null, method === 'POST' ? {} : undefined);
       assert.strictEqual(res.status, 401, `${method} ${url}`);
     }
@@ -64,6 +65,9 @@ describe('admin HTTP API with adminAuth on (real Node-RED)', function () {
     assert.strictEqual((await call('GET', '/ota/firmware', viewer)).status, 200);
     assert.strictEqual((await call('GET', '/ota/devices', viewer)).status, 200);
     assert.strictEqual((await call('POST', '/ota/devices', viewer, { id: 'd1', dialect: 'tencent' })).status, 401);
+    assert.strictEqual((await call('GET', '/ota/rollouts', viewer)).status, 200);
+    assert.strictEqual((await call('POST', '/ota/rollouts', viewer, {})).status, 401);
+    assert.strictEqual((await call('POST', '/ota/rollouts/r1/abort', viewer, {})).status, 401);
     assert.strictEqual((await call('POST', '/ota/firmware?title=x&version=1.0.0', viewer, imageOf(100), 'application/octet-stream')).status, 401);
     const list = await (await call('GET', '/ota/devices', viewer)).json();
     assert.deepStrictEqual(list, []);

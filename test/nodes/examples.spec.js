@@ -19,6 +19,7 @@ const NODES = [
   require('../../dist/nodes/chunk-server.js'),
   require('../../dist/nodes/progress-parser.js'),
   require('../../dist/nodes/ota-gateway.js'),
+  require('../../dist/nodes/ota-rollout.js'),
   require(`${CORE}/network/10-mqtt.js`),
   require(`${CORE}/common/20-inject.js`),
   require(`${CORE}/common/21-debug.js`),
@@ -27,6 +28,7 @@ const NODES = [
   require(`${CORE}/network/21-httpin.js`),
   require(`${CORE}/function/15-change.js`),
   require(`${CORE}/common/25-catch.js`),
+  require(`${CORE}/function/10-switch.js`),
 ];
 
 const dir = path.join(__dirname, '..', '..', 'examples');

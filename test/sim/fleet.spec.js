@@ -25,6 +25,15 @@ describe('sim: fleet', function () {
     assert.deepStrictEqual(fleet.devices.map((d) => d.dropDue(1, 2)), [false, true, false]);
   });
 
+  it('picks the devices that fail every update: a share spread over each group, or by number', () => {
+    const fleet = new Fleet({ broker: broker.url, groups: [{ dialect: 'tencent', count: 20, failRate: 0.15 }, { dialect: 'tago', count: 4, failDevices: [2] }] });
+    const broken = fleet.devices.filter((d) => d.broken).map((d) => d.id);
+    assert.deepStrictEqual(broken, ['tencent-7', 'tencent-14', 'tencent-20', 'tago-2']);
+    const d = fleet.devices.find((x) => x.id === 'tago-2');
+    assert.deepStrictEqual([d.corruptDue(0), d.corruptDue(0), d.takeFault('corrupt'), d.takeFault('corrupt')], [true, true, true, true], 'every attempt, not once');
+    assert.throws(() => new Fleet({ broker: broker.url, dialect: 'tago', failRate: 1.5 }), /failRate/);
+  });
+
   it('rejects when the broker cannot be reached, within the connect timeout', async () => {
     await assert.rejects(startFleet({ broker: 'mqtt://127.0.0.1:1', dialect: 'tago', reconnectMs: 100 }, 500), /no connection/);
   });

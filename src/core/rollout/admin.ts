@@ -26,10 +26,14 @@ export function statusFor(err: unknown, inPath = false): number {
   switch (err.code) {
     case 'unknown_firmware':
     case 'unknown_device':
+    case 'unknown_rollout':
       return inPath ? 404 : 400;
     case 'firmware_assigned':
     case 'version_conflict':
     case 'token_in_use':
+    case 'device_in_rollout':
+    case 'bad_state':
+    case 'rollout_active':
       return 409;
     case 'image_too_large':
     case 'body_too_large':

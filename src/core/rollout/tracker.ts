@@ -98,6 +98,8 @@ function duration(ms: number): string {
 export interface RolloutTrackerEvents {
   progress: [event: NormalisedEvent, record: DeviceState, source: EventSource];
   summary: [summary: RolloutSummary];
+  /** Devices whose assignment ended (admin API, device deleted, a rollout's abort): no progress event says so. */
+  unassigned: [devices: string[]];
 }
 
 export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
@@ -210,6 +212,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     }
     for (const [id, list] of byFirmware) void this.command({ action: 'unassign', firmware: this.repo.firmware.get(id), devices: list });
     this.emitSummary();
+    if (out.length) this.emit('unassigned', out.map((r) => r.device));
     return out;
   }
 

@@ -1,0 +1,165 @@
+import type { OtaRepository } from '../repository';
+import { DeviceRecord, FirmwareRecord, OtaError, PresenceEvent } from '../types';
+import { trackerFor } from '../rollout/tracker';
+import { ACTIONS, Action, RolloutEngine } from './engine';
+import type { Counts, Rollout } from './model';
+import { objectAt, parsePlan, parseTargets } from './plan';
+import { FileRolloutPersistence } from './persistence';
+import { Clock, TargetDevice, systemClock } from './ports';
+import { RepositoryEffects } from './repository-effects';
+
+// One rollout engine per repository, wired to its tracker (device events in, notices out) and
+// its directory (rollouts.json, rollouts.journal). The admin API and the ota-rollout node use
+// this; the engine itself knows nothing of the repository.
+
+export const ROLLOUT_FIELDS = ['name', 'firmware', 'targets', 'plan', 'start'] as const;
+
+/** A rollout as the API shows it: the record, its counts per group and in total, a status line. */
+export interface RolloutView extends Omit<Rollout, 'devices'> {
+  counts: Counts;
+  groupCounts: Counts[];
+  status: string;
+  devices?: Rollout['devices'];
+}
+
+export class RolloutService {
+  readonly engine: RolloutEngine;
+  private started = false;
+  private readonly onProgress = (_ev: unknown, record: { device: string }) => this.engine.deviceChanged(record.device);
+  /** An unassignment (admin API, a device deleted) emits no progress event. */
+  private readonly onUnassigned = (devices: string[]) => {
+    for (const d of devices) this.engine.deviceChanged(d);
+  };
+  private readonly onPresence = (ev: PresenceEvent) => {
+    if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
+  };
+
+  constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
+    const tracker = trackerFor(repo);
+    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), new FileRolloutPersistence(repo.dir), clock);
+    // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
+    // otherwise all end cancelled, with nothing to send them).
+    repo.firmwareGuards.push((id) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined));
+  }
+
+  /** Listens to device events and catches up on what happened while stopped (idempotent). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const tracker = trackerFor(this.repo);
+    tracker.on('progress', this.onProgress);
+    tracker.on('unassigned', this.onUnassigned);
+    this.repo.on('presence', this.onPresence);
+    this.engine.resume();
+  }
+
+  /** Stops listening and timing; resolves once the rollouts are on disk. */
+  stop(): Promise<void> {
+    if (!this.started) return Promise.resolve();
+    this.started = false;
+    trackerFor(this.repo).off('progress', this.onProgress);
+    trackerFor(this.repo).off('unassigned', this.onUnassigned);
+    this.repo.off('presence', this.onPresence);
+    this.engine.stop();
+    return this.engine.persist();
+  }
+
+  view(r: Rollout, withDevices = false): RolloutView {
+    const { devices, ...rest } = r;
+    const { groups, total } = this.engine.counts(r.id);
+    return { ...rest, counts: total, groupCounts: groups, status: RolloutEngine.statusLine(r, total), ...(withDevices ? { devices } : {}) };
+  }
+
+  list(): RolloutView[] {
+    return this.engine.list().map((r) => this.view(r));
+  }
+
+  /** Creates a rollout from a request body (admin API, msg.rollout); `start: true` starts it at once. */
+  async create(body: unknown): Promise<Rollout> {
+    const o = objectAt(body, 'rollout', ROLLOUT_FIELDS);
+    if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 200)) throw new OtaError('bad_field', 'name is a string of at most 200 characters', 'name');
+    if (o.start !== undefined && typeof o.start !== 'boolean') throw new OtaError('bad_field', 'start is true or false', 'start');
+    const firmware = this.firmwareOf(o.firmware);
+    const targets = parseTargets(o.targets);
+    const plan = parsePlan(o.plan);
+    const devices = this.resolve(targets, firmware);
+    const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices });
+    if (o.start === true) this.engine.act(r.id, 'start');
+    await this.engine.persist();
+    return r;
+  }
+
+  /** Runs an action and answers once it is on disk. */
+  async act(id: string, action: unknown): Promise<Rollout> {
+    if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) {
+      throw new OtaError('bad_field', `action is one of ${ACTIONS.join(', ')}`, 'action');
+    }
+    const r = this.engine.act(id, action as Action);
+    await this.engine.persist();
+    return r;
+  }
+
+  async remove(id: string): Promise<Rollout> {
+    const r = this.engine.remove(id);
+    await this.engine.persist();
+    return r;
+  }
+
+  private firmwareOf(value: unknown): FirmwareRecord {
+    if (typeof value === 'string' && value.trim()) return this.repo.firmware.resolve(value.trim());
+    if (value && typeof value === 'object' && !Array.isArray(value)) {
+      const f = objectAt(value, 'firmware', ['id', 'title', 'version']);
+      const s = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
+      if (s(f.id) || (s(f.title) && s(f.version))) return this.repo.firmware.resolve({ id: s(f.id), title: s(f.title), version: s(f.version) });
+    }
+    throw new OtaError('bad_field', 'firmware must be an id, or {id}, or {title, version}', 'firmware');
+  }
+
+  /** The target devices, in the order the groups take them: the list's order, else by id. */
+  private resolve(targets: ReturnType<typeof parseTargets>, firmware: FirmwareRecord): TargetDevice[] {
+    let list: DeviceRecord[];
+    if (targets.devices) {
+      const unknown = targets.devices.filter((id) => !this.repo.devices.get(id));
+      if (unknown.length) throw new OtaError('unknown_device', `unknown devices: ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ` and ${unknown.length - 10} more` : ''}`, 'targets.devices');
+      list = targets.devices.map((id) => this.repo.devices.get(id) as DeviceRecord);
+    } else if (targets.tag) {
+      list = this.repo.devices.withTag(targets.tag);
+    } else {
+      list = this.repo.devices.list();
+    }
+    const f = targets.filter;
+    if (f) {
+      list = list.filter((d) =>
+        (!f.dialect || d.dialect === f.dialect) &&
+        Object.entries(f.attributes ?? {}).every(([k, v]) => Object.prototype.hasOwnProperty.call(d.attributes, k) && d.attributes[k] === v) &&
+        (!f.version || this.repo.rollout.get(d.id)?.current?.version === f.version));
+    }
+    return list.map((d) => {
+      const previous = this.previousOf(d, firmware);
+      return { id: d.id, dialect: d.dialect, ...(d.attributes.app !== undefined ? { app: d.attributes.app } : {}), ...(previous ? { previous } : {}) };
+    });
+  }
+
+  /** The catalogue record of what the device runs now: a reported version, or an assignment it completed. */
+  private previousOf(d: DeviceRecord, target: FirmwareRecord): string | undefined {
+    const s = this.repo.rollout.get(d.id);
+    if (!s) return undefined;
+    if (s.current?.version) {
+      const found = this.repo.firmware.find(s.current.title ?? target.title, s.current.version);
+      if (found) return found.id;
+    }
+    return s.state === 'updated' && s.firmware ? s.firmware : undefined;
+  }
+}
+
+const services = new WeakMap<OtaRepository, RolloutService>();
+
+/** The repository's one rollout service. */
+export function rolloutsFor(repo: OtaRepository): RolloutService {
+  let s = services.get(repo);
+  if (!s) {
+    s = new RolloutService(repo);
+    services.set(repo, s);
+  }
+  return s;
+}
