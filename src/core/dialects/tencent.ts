@@ -91,7 +91,9 @@ export const tencent: Dialect = {
       // report.version names the version being installed: it is what the device runs only once done.
       if (state === 'updated' && typeof report.version === 'string') event.version = report.version;
       if (state === 'failed') {
-        const code = String(progress.result_code ?? '');
+        // Only a number or a string is a code: String() of an object the device made up can throw.
+        const raw = progress.result_code;
+        const code = typeof raw === 'number' || typeof raw === 'string' ? String(raw) : '';
         const known = own(RESULT_CODES, code);
         const given = typeof progress.result_msg === 'string' && progress.result_msg !== '' ? progress.result_msg : undefined;
         event.error = {

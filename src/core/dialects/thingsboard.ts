@@ -72,7 +72,8 @@ function telemetryEvents(value: unknown, device: string): ProgressEvent[] | stri
     // When we heard it, not the device's ts: device clocks drift, and timeouts run on ours.
     const at = now();
     const raw = values.fw_state;
-    const version = typeof values.current_fw_version === 'string' ? values.current_fw_version : undefined;
+    // An empty version names nothing (a device that does not know its own yet).
+    const version = typeof values.current_fw_version === 'string' && values.current_fw_version !== '' ? values.current_fw_version : undefined;
     const title = typeof values.current_fw_title === 'string' ? values.current_fw_title : undefined;
     let state: ProgressState | undefined;
     if (raw !== undefined) {

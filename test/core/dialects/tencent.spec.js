@@ -45,4 +45,10 @@ describe('tencent dialect', function () {
     assert.match(tencent.parseUplink('$ota/report/P1/dev1', report({ state: 'exploded' })).error, /unknown state "exploded"/);
     assert.deepStrictEqual(tencent.uplinkFilters(), ['$ota/report/+/+']);
   });
+
+  it('takes a result_code that is neither number nor string as missing (String() of it could throw)', function () {
+    const u = tencent.parseUplink('$ota/report/P1/dev1', report({ state: 'fail', result_code: { toString: ['x'] } }));
+    assert.strictEqual(u.kind, 'progress');
+    assert.deepStrictEqual(u.events[0].error, { code: 'fail', message: 'update failed (result_code missing)' });
+  });
 });

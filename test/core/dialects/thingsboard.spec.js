@@ -96,4 +96,9 @@ describe('thingsboard dialect', function () {
     assert.strictEqual(out.payload, bytes);
     assert.deepStrictEqual(thingsboard.errorReply('d', 'nope', { prefix: 'ota/{device}/' }), [{ topic: 'ota/d/v2/fw/error', payload: 'nope', qos: 0, retain: false }]);
   });
+
+  it('reads an empty current_fw_version as no version at all', function () {
+    const u = thingsboard.parseUplink('v1/devices/me/telemetry', '[{"current_fw_version":""}]', { device: 'd' });
+    assert.ok(u.kind === 'ignored' || u.events.every((e) => e.version === undefined), JSON.stringify(u));
+  });
 });
