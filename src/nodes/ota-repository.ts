@@ -6,7 +6,7 @@ import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
-import { attachAdminApi } from './admin-api';
+import { attachAdminApi, installAdminApiFallback } from './admin-api';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
 // storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
@@ -33,6 +33,7 @@ const shared = new Map<string, { repo: OtaRepository; nodes: number; settings: s
 const routes = new Map<string, { users: number; repo: OtaRepository }>();
 
 export = function (RED: NodeAPI) {
+  installAdminApiFallback(RED);
   function OtaRepositoryConfig(this: OtaRepositoryNode, config: OtaRepositoryDef) {
     RED.nodes.createNode(this, config);
     const node = this;
