@@ -6,6 +6,7 @@ import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
+import { defaultPublicUrl } from './public-url';
 import { attachAdminApi, installAdminApiFallback } from './admin-api';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
@@ -44,7 +45,7 @@ export = function (RED: NodeAPI) {
       secret: node.credentials?.secret || undefined,
       maxImageBytes: Math.round(positive(config.maxImageMB, DEFAULT_MAX_IMAGE_BYTES / 1048576) * 1048576),
       urlTtlSeconds: Math.round(positive(config.urlTtlDays, 7) * 86400),
-      publicUrl: config.publicUrl || '',
+      publicUrl: (config.publicUrl || '').trim() || defaultPublicUrl(RED.settings),
       downloadPath,
     };
     const settings = JSON.stringify({ ...options, secret: options.secret ? 'set' : '' });
