@@ -1,4 +1,4 @@
-import type { Handler, NodeAPI, Router } from './red';
+import type { Handler, HttpRequest, NodeAPI, Router } from './red';
 
 // What the admin API answers where it has no route: JSON that says what is missing, never
 // Express's HTML "Cannot GET" page (a script calling the API reads JSON, a person reads the
@@ -8,8 +8,51 @@ import type { Handler, NodeAPI, Router } from './red';
 //   `no_repository`;
 // - behind, added after the routes and removed with them: a path or method under /ota that no
 //   route took gets 404 `not_found`.
+// Both let through what a route on RED.httpNode takes (see nodeRouteTakes).
 
 const installed = new WeakSet<Router>();
+
+/** An Express 4 or 5 router layer, as far as telling whether a route would take a request. */
+interface Layer {
+  route?: { methods?: Record<string, boolean>; _handles_method?(method: string): boolean };
+  match?(path: string): boolean;
+}
+
+/**
+ * Whether a route on RED.httpNode takes this request. With Node-RED's default settings the admin
+ * and node apps share the root `/`, and the admin app runs first: a request for the repository's
+ * download route (/ota/dl/...) or a flow's own `http in` under /ota passes through here first and
+ * must go on to the node app.
+ */
+function nodeRouteTakes(RED: NodeAPI, method: string, path: string): boolean {
+  const node = RED.httpNode as Router & { router?: { stack?: Layer[] } };
+  let stack: Layer[] = [];
+  try {
+    // Express 4 keeps it in _router (its `router` getter throws); Express 5 (Node-RED 5) in router.
+    stack = (node?._router?.stack ?? node?.router?.stack ?? []) as Layer[];
+  } catch {
+    return false;
+  }
+  const m = method.toLowerCase();
+  return stack.some((layer) => {
+    if (!layer.route || typeof layer.match !== 'function' || !layer.match(path)) return false;
+    const route = layer.route;
+    if (typeof route._handles_method === 'function') return route._handles_method(m);
+    return Boolean(route.methods?.[m] || route.methods?._all || (m === 'head' && route.methods?.get));
+  });
+}
+
+/** Whether the admin and node apps are mounted at the same root (then a node route may be behind us). */
+function sharedRoot(RED: NodeAPI): boolean {
+  const root = (v: unknown) => (typeof v === 'string' && v ? v : '/').replace(/\/+$/, '') || '/';
+  return root(RED.settings.httpAdminRoot) === root(RED.settings.httpNodeRoot);
+}
+
+/** The request is for the node app, not for us. Its path there: ours under `use('/ota')` has /ota taken off. */
+function forNodeApp(RED: NodeAPI, req: HttpRequest): boolean {
+  const path = `/ota${(req.url ?? '').split('?')[0]}`;
+  return sharedRoot(RED) && nodeRouteTakes(RED, req.method ?? 'GET', path);
+}
 
 export const NO_REPOSITORY = {
   error: 'no OTA repository is deployed: add an ota-repository config node used by a node and deploy',
@@ -22,10 +65,15 @@ export function installAdminFallback(RED: NodeAPI, deployed: (router: Router) =>
   if (!router || !RED.auth || installed.has(router)) return;
   installed.add(router);
   // Behind adminAuth as the routes are: an anonymous caller learns nothing about the runtime.
-  router.use('/ota', RED.auth.needsPermission('ota.read'), (_req, res, next) => {
-    if (deployed(router)) next();
-    else res.status(503).json(NO_REPOSITORY);
-  });
+  const read = RED.auth.needsPermission('ota.read');
+  const front: Handler = (req, res, next) => {
+    if (deployed(router) || forNodeApp(RED, req)) {
+      next();
+      return;
+    }
+    read(req, res, (err?: unknown) => (err ? next(err) : res.status(503).json(NO_REPOSITORY)));
+  };
+  router.use('/ota', front);
 }
 
 /**
@@ -35,6 +83,10 @@ export function installAdminFallback(RED: NodeAPI, deployed: (router: Router) =>
 export function notFound(RED: NodeAPI): Handler {
   const read = RED.auth.needsPermission('ota.read');
   return (req, res, next) => {
+    if (forNodeApp(RED, req)) {
+      next();
+      return;
+    }
     read(req, res, (err?: unknown) => {
       if (err) {
         next(err);
