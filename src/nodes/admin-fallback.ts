@@ -26,7 +26,7 @@ interface Layer {
  */
 function nodeRouteTakes(RED: NodeAPI, method: string, path: string): boolean {
   const node = RED.httpNode as Router & { router?: { stack?: Layer[] } };
-  let stack: Layer[] = [];
+  let stack: Layer[];
   try {
     // Express 4 keeps it in _router (its `router` getter throws); Express 5 (Node-RED 5) in router.
     stack = (node?._router?.stack ?? node?.router?.stack ?? []) as Layer[];
