@@ -53,9 +53,14 @@ describe('example flows', function () {
   it('share one OTA repository and one mqtt-broker config node: same id, same settings (an import reuses them)', () => {
     // Importing a second example whose config node has a different id made a second repository
     // on the same directory (a warning on every deploy). With one id, Node-RED 4.1's import finds
-    // the node already there and offers "Import copy", which keeps the existing config node
-    // (editor-client red.js: clipboard importNodes, confirmImport; nodes importNodes reuses a
-    // config node with the same id when it has no z).
+    // the node already there and offers "Import copy", which keeps the existing config node.
+    // @node-red/editor-client 4.1.15, public/red/red.js (src/js/ui/clipboard.js, src/js/nodes.js):
+    // - clipboard importNodes (l. 47178): Import > Examples imports with generateIds: false; an
+    //   id already present throws import_conflict (nodes importNodes, l. 6514-6547) and
+    //   confirmImport (l. 47202) offers Cancel / View nodes... / Import copy;
+    // - "Import copy" sets generateIds: true (l. 47217); then a config node without `z` whose id
+    //   exists is kept, not created again (nodes importNodes, l. 6798-6845: existingConfigNode),
+    //   and the imported flow nodes keep pointing at that id.
     const configs = (type) => files.map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).filter((n) => n.type === type)).flat();
     for (const type of ['ota-repository', 'mqtt-broker']) {
       const all = configs(type).map((n) => JSON.stringify(n));
