@@ -8,6 +8,10 @@ const { upstreamFromBrokerNode, brokerSource } = require('../../dist/nodes/broke
 
 const gatewayNode = require('../../dist/nodes/ota-gateway.js');
 const mqttNodes = require('@node-red/nodes/core/network/10-mqtt.js');
+const tlsNodes = require('@node-red/nodes/core/network/05-tls.js');
+const { execFileSync } = require('child_process');
+const path = require('path');
+const tls = require('tls');
 
 // The gateway node had a broker URL and credentials of its own: an imported flow whose mqtt-broker
 // node pointed at the user's broker still sent devices to mqtt://localhost:1883, without the
@@ -77,6 +81,40 @@ describe('ota-gateway node: which broker it proxies to', function () {
     const error = helper.log().args.find((a) => a[0].id === 'gw' && a[0].level === helper.log().ERROR)[0].msg;
     assert.match(String(error), /noBroker|No MQTT broker selected/);
     assert.ok(gw, 'the node exists and reported');
+  });
+
+  it('reaches a TLS broker with the CA of the broker node\'s tls-config node (a private CA, verified)', async () => {
+    // A certificate of our own for 127.0.0.1: only a client given this CA accepts the broker.
+    const certDir = tempDir();
+    const key = path.join(certDir, 'key.pem');
+    const cert = path.join(certDir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const { Aedes } = require('aedes');
+    const aedes = await Aedes.createBroker();
+    const server = tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (socket) => aedes.handle(socket));
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const seen = new Promise((resolve) => aedes.on('publish', (packet) => { if (packet.topic.startsWith('fleet/')) resolve(packet.topic); }));
+    try {
+      await helper.load([nodes.repository, gatewayNode, tlsNodes, mqttNodes], [
+        { id: 'f1', type: 'tab' },
+        { id: 'repo', type: 'ota-repository', storageDir: dir },
+        { id: 'tls', type: 'tls-config', cert: '', key: '', ca: cert, verifyservercert: true },
+        { id: 'mqtts', type: 'mqtt-broker', broker: '127.0.0.1', port: String(server.address().port), usetls: true, tls: 'tls', protocolVersion: '4' },
+        { id: 'gw', z: 'f1', type: 'ota-gateway', repository: 'repo', host: '127.0.0.1', port, namespace: 'fleet', mqttBroker: 'mqtts', version: 2, wires: [[]] },
+      ]);
+      await helper.getNode('repo').repo.devices.register({ id: 'tb-1', dialect: 'thingsboard', token: 'tb-1-token' });
+      await h.waitForPort(port);
+      const device = await h.connect(`mqtt://127.0.0.1:${port}`, { username: 'tb-1-token', clientId: 'dev' });
+      clients.push(device);
+      await device.publishAsync('v1/devices/me/telemetry', '{}', { qos: 1 });
+      assert.strictEqual(await seen, 'fleet/tb-1/v1/devices/me/telemetry');
+    } finally {
+      await h.endAll(clients.splice(0));
+      await helper.unload();
+      await new Promise((r) => aedes.close(r));
+      await new Promise((r) => server.close(r));
+      fs.rmSync(certDir, { recursive: true, force: true });
+    }
   });
 
   it('reads a TLS broker\'s CA, client certificate and verification, and MQTT 5, from the broker node', () => {
