@@ -89,6 +89,7 @@ describe('example flows', function () {
     assert.strictEqual(Number(gw.version), 2);
     assert.deepStrictEqual([gw.host, gw.port], ['0.0.0.0', '1884']);
     assert.match(flow[0].info, /listens on 0\.0\.0\.0:1884/, 'the choice is explained in the flow');
+    assert.match(flow.find((n) => n.type === 'comment').info, /listens on 0\.0\.0\.0:1884, every network interface, because devices on your network must reach it/);
   });
 
   it('no example opens a write route on Node-RED\'s public HTTP server (no auth there without httpNodeAuth)', () => {
