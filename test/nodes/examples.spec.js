@@ -65,7 +65,7 @@ describe('example flows', function () {
     for (const type of ['ota-repository', 'mqtt-broker']) {
       const all = configs(type).map((n) => JSON.stringify(n));
       assert.ok(all.length >= 6 || type === 'mqtt-broker', `${type} in every example`);
-      assert.deepStrictEqual([...new Set(all)], [all[0]], `${type}: one node, the same everywhere`);
+      assert.deepStrictEqual([...new Set(all)], [all[0]], `${type}: one node, the same everywhere (node scripts/examples-config.js --fix)`);
     }
     const [broker] = configs('mqtt-broker');
     assert.deepStrictEqual([broker.broker, broker.port], ['localhost', '1883']);
