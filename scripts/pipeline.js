@@ -18,8 +18,9 @@ function pipelineFlow({ brokerUrl, devicePort, publicUrl, bindHost = '127.0.0.1'
   const flow = JSON.parse(fs.readFileSync(FLOW_FILE, 'utf8'));
   const broker = new URL(brokerUrl);
   for (const n of flow) {
-    if (n.type === 'mqtt-broker') Object.assign(n, { broker: broker.hostname, port: broker.port || '1883' });
-    if (n.type === 'ota-gateway') Object.assign(n, { host: bindHost, port: String(devicePort), broker: brokerUrl });
+    if (n.type === 'mqtt-broker') Object.assign(n, { broker: broker.hostname, port: broker.port || (broker.protocol === 'mqtts:' ? '8883' : '1883'), usetls: broker.protocol === 'mqtts:' });
+    // The gateway proxies to the flow's mqtt-broker node, set above.
+    if (n.type === 'ota-gateway') Object.assign(n, { host: bindHost, port: String(devicePort) });
     if (n.type === 'ota-repository') n.publicUrl = publicUrl;
     if (n.type === 'progress-parser') Object.assign(n, progress);
   }

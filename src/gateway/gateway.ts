@@ -1,4 +1,5 @@
 import * as net from 'net';
+import type * as tls from 'tls';
 import { EventEmitter } from 'events';
 import { DeviceAttributes } from '../core/types';
 import { DeviceDirectory, DeviceIdentity } from './directory';
@@ -18,6 +19,8 @@ export interface GatewayOptions {
   upstream: string;
   upstreamUsername?: string;
   upstreamPassword?: string;
+  /** TLS options for an mqtts:// upstream (CA, client certificate, servername, rejectUnauthorized). */
+  upstreamTls?: tls.ConnectionOptions;
   /** First topic level of the per-device namespaces: `{namespace}/{deviceId}/...`. */
   namespace?: string;
   /** Per-dialect ACL rules replacing the defaults (a namespaced dialect given rules stops being namespaced). */
@@ -146,7 +149,7 @@ export class OtaGateway extends EventEmitter {
     const namespace = (options.namespace ?? 'ota').replace(/\/+$/, '');
     if (!NAMESPACE.test(namespace) || namespace.includes('\u0000')) throw new Error(`namespace must be topic levels without wildcards: ${JSON.stringify(options.namespace)}`);
     this.namespace = namespace;
-    const upstream = parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword });
+    const upstream = { ...parseBrokerUrl(options.upstream, { username: options.upstreamUsername, password: options.upstreamPassword }), tlsOptions: options.upstreamTls };
     const aclRules = options.aclRules;
     const attributes = options.attributes;
     const limits = resolveLimits(options.limits);

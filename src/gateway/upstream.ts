@@ -9,6 +9,8 @@ export interface UpstreamOptions {
   tls: boolean;
   username?: string;
   password?: string;
+  /** CA, client certificate, servername, verification for a TLS broker (an mqtt-broker node's tls-config). */
+  tlsOptions?: tls.ConnectionOptions;
 }
 
 /** Parses `mqtt://host:port` (or `tcp:`, `mqtts:`, `ssl:`, `tls:`); user:pass in the URL count too. */
@@ -37,7 +39,7 @@ export function redactUrl(url: string): string {
 
 export function connectUpstream(options: UpstreamOptions): net.Socket {
   const socket = options.tls
-    ? tls.connect({ host: options.host, port: options.port, servername: net.isIP(options.host) ? undefined : options.host })
+    ? tls.connect({ servername: net.isIP(options.host) ? undefined : options.host, ...options.tlsOptions, host: options.host, port: options.port })
     : net.connect({ host: options.host, port: options.port });
   // Chunk round trips are small request/response pairs: Nagle would stall each one.
   socket.setNoDelay(true);

@@ -5,6 +5,7 @@ import { trackerFor } from '../core/rollout/tracker';
 import { ErrorHandler, Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
 import type { OtaRepositoryNode } from './repository-node';
 import { ROLLOUT_PATHS, rolloutRoutes } from './rollouts-api';
+import { installAdminFallback, notFound } from './admin-fallback';
 
 // The admin HTTP API under /ota on RED.httpAdmin (so behind adminAuth when it is on): firmware,
 // devices, assignments, rollout summary. Registered once per runtime however many repository
@@ -20,6 +21,8 @@ const MULTIPART_OVERHEAD = 64 * 1024;
 interface ApiState {
   repos: Map<string, OtaRepositoryNode>;
   onBodyError: ErrorHandler;
+  /** After every route (keep it the last thing routes() adds): JSON 404 for what none took. */
+  onNotFound: Handler;
 }
 // Keyed by router, not module-global: a test harness may start several runtimes in one process.
 const states = new WeakMap<Router, ApiState>();
@@ -189,6 +192,12 @@ function routes(RED: NodeAPI, state: ApiState): void {
   router.get('/ota/rollout', read, handle((_req, res, r) => send(res, 200, { summary: r.repo.rollout.summary(), devices: r.repo.rollout.list() })));
   rolloutRoutes(router, { read, write, handle, requireJson, send });
   for (const app of parsingApps(router)) app.use(PREFIXES, state.onBodyError);
+  router.use('/ota', state.onNotFound);
+}
+
+/** Answers /ota with JSON before any repository is deployed (see admin-fallback.ts). */
+export function installAdminApiFallback(RED: NodeAPI): void {
+  installAdminFallback(RED, (router) => (states.get(router)?.repos.size ?? 0) > 0);
 }
 
 /**
@@ -216,7 +225,7 @@ export function attachAdminApi(RED: NodeAPI, repoNode: OtaRepositoryNode): () =>
       if (status >= 500) RED.log.error(`ota admin API: ${err instanceof Error ? err.message : String(err)}`);
       sendError(res, status, error);
     };
-    state = { repos: new Map(), onBodyError };
+    state = { repos: new Map(), onBodyError, onNotFound: notFound(RED) };
     states.set(router, state);
     routes(RED, state);
   }
@@ -228,7 +237,7 @@ export function attachAdminApi(RED: NodeAPI, repoNode: OtaRepositoryNode): () =>
       for (const p of PATHS) removeRoutes(router, p);
       for (const app of parsingApps(router)) {
         const stack = app._router?.stack ?? [];
-        for (let i = stack.length - 1; i >= 0; i--) if (stack[i].handle === mine.onBodyError) stack.splice(i, 1);
+        for (let i = stack.length - 1; i >= 0; i--) if (stack[i].handle === mine.onBodyError || stack[i].handle === mine.onNotFound) stack.splice(i, 1);
       }
       states.delete(router);
     }

@@ -40,10 +40,14 @@ export = function (RED: NodeAPI) {
     function report(result: AssignResult, send: SendFn, verb: 'notified' | 'cleared' | 'answered'): Error | undefined {
       for (const w of result.warnings) node.warn(w);
       for (const out of result.outs) send(out as unknown as NodeMessage);
-      const n = verb === 'answered' ? result.outs.length : result.notified.length;
       // An uplink that needed no answer (a Tago block echoed back, a progress report) says nothing new.
-      if (verb === 'answered' && n === 0 && !result.errors.length) return undefined;
-      const text = RED._(`ota-assign.status.${verb}`, { count: n }) + (result.upToDate.length ? RED._('ota-assign.status.upToDate', { count: result.upToDate.length }) : '');
+      if (verb === 'answered' && result.outs.length === 0 && !result.errors.length) return undefined;
+      // What matters is the rollout, not the last batch ("1 cleared" said nothing of the other 40).
+      const s = repo.rollout.summary();
+      const assigned = s.total - s.idle;
+      // Notified: told, and not yet running the firmware; up to date: running it.
+      const text = RED._('ota-assign.status.totals', { count: assigned, notified: assigned - s.assigned - s.updated })
+        + (s.updated ? RED._('ota-assign.status.upToDate', { count: s.updated }) : '');
       if (result.errors.length) {
         node.status({ fill: 'red', shape: 'dot', text: RED._('ota-assign.status.errors', { count: result.errors.length }) });
         return new OtaError('assign_failed', result.errors.join('; '));

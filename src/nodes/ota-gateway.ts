@@ -5,6 +5,7 @@ import { LogLimiter, OtaGateway, RegistryDirectory, droppedNote, isIdentityMode,
 import type { ConnectEvent, DisconnectEvent, GatewayLimits, RefusedEvent, SubscribeEvent, ProtocolNotice } from '../gateway';
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
+import { brokerSource, upstreamFromBrokerNode, UpstreamChoice, MqttBrokerConfigNode } from './broker-url';
 
 // ota-gateway: the device front door as a node. Devices connect here instead of to the broker;
 // the node authenticates them against the repository's device list and proxies each one to the
@@ -17,7 +18,11 @@ interface OtaGatewayDef extends NodeDef {
   repository?: string;
   host?: string;
   port?: string | number;
+  /** Version 2: the flow's mqtt-broker config node. */
+  mqttBroker?: string;
+  /** Version 1 (kept for old flows): the broker URL, with the gateway's own credentials. */
   broker?: string;
+  version?: number | string;
   namespace?: string;
   identity?: string;
   autoRegister?: string;
@@ -61,6 +66,19 @@ const STATUS_EVERY_MS = 500;
 const WARN_EVERY_MS = 60_000;
 
 export = function (RED: NodeAPI) {
+  /** The broker the gateway proxies to: the mqtt-broker node picked, or an old flow's URL (broker-url.ts). */
+  function upstreamFor(config: OtaGatewayDef, node: Node): UpstreamChoice {
+    const source = brokerSource(config);
+    if (!source) throw new Error(RED._('ota-gateway.errors.noBroker'));
+    if ('url' in source) {
+      const username = node.credentials?.username || undefined;
+      return { url: source.url, username, password: node.credentials?.password || undefined, label: redactUrl(source.url) };
+    }
+    const broker = RED.nodes.getNode(source.node) as MqttBrokerConfigNode | null;
+    if (!broker || broker.type !== 'mqtt-broker') throw new Error(RED._('ota-gateway.errors.missingBroker', { id: source.node }));
+    return upstreamFromBrokerNode(broker);
+  }
+
   function OtaGatewayNode(this: Node, config: OtaGatewayDef) {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -70,6 +88,7 @@ export = function (RED: NodeAPI) {
     const port = Number(config.port ?? 1884);
     const host = (config.host || '0.0.0.0').trim();
     let gateway: OtaGateway;
+    let upstream: UpstreamChoice;
     try {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(RED._('ota-gateway.errors.badPort', { port: String(config.port) }));
       const mode = isIdentityMode(config.identity) ? config.identity : 'auto';
@@ -82,13 +101,16 @@ export = function (RED: NodeAPI) {
         attributes[name] = value;
       }
       const product = attributes.product;
+      upstream = upstreamFor(config, node);
+      const protocol = isUpstreamProtocol(config.upstreamProtocol) ? config.upstreamProtocol : 'auto';
       gateway = new OtaGateway({
         directory: new RegistryDirectory(repoNode.repo.devices, { mode, autoRegister, product }),
-        upstream: config.broker || 'mqtt://localhost:1883',
-        upstreamUsername: node.credentials?.username || undefined,
-        upstreamPassword: node.credentials?.password || undefined,
+        upstream: upstream.url,
+        upstreamUsername: upstream.username,
+        upstreamPassword: upstream.password,
+        upstreamTls: upstream.tls,
         namespace: config.namespace || 'ota',
-        upstreamProtocol: isUpstreamProtocol(config.upstreamProtocol) ? config.upstreamProtocol : 'auto',
+        upstreamProtocol: protocol === 'auto' && upstream.protocol ? upstream.protocol : protocol,
         attributes,
         limits: resolveLimits(limitsOf(config)),
       });
@@ -152,7 +174,7 @@ export = function (RED: NodeAPI) {
     node.status({ fill: 'yellow', shape: 'ring', text: 'ota-gateway.status.starting' });
     gateway.listen(port, host).then(
       (address) => {
-        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: redactUrl(config.broker || 'mqtt://localhost:1883') }));
+        node.log(RED._('ota-gateway.log.listening', { host: address.address, port: address.port, broker: upstream.label }));
         showCount();
       },
       (err: Error) => {

@@ -7,7 +7,8 @@ import { trackerFor } from '../core/rollout/tracker';
 import { rolloutsFor } from '../core/rollouts/service';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
-import { attachAdminApi } from './admin-api';
+import { defaultPublicUrl } from './public-url';
+import { attachAdminApi, installAdminApiFallback } from './admin-api';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
 // storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
@@ -34,6 +35,7 @@ const shared = new Map<string, { repo: OtaRepository; nodes: number; settings: s
 const routes = new Map<string, { users: number; repo: OtaRepository }>();
 
 export = function (RED: NodeAPI) {
+  installAdminApiFallback(RED);
   function OtaRepositoryConfig(this: OtaRepositoryNode, config: OtaRepositoryDef) {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -44,7 +46,7 @@ export = function (RED: NodeAPI) {
       secret: node.credentials?.secret || undefined,
       maxImageBytes: Math.round(positive(config.maxImageMB, DEFAULT_MAX_IMAGE_BYTES / 1048576) * 1048576),
       urlTtlSeconds: Math.round(positive(config.urlTtlDays, 7) * 86400),
-      publicUrl: config.publicUrl || '',
+      publicUrl: (config.publicUrl || '').trim() || defaultPublicUrl(RED.settings),
       downloadPath,
     };
     const settings = JSON.stringify({ ...options, secret: options.secret ? 'set' : '' });

@@ -56,6 +56,8 @@ export interface HttpRequest extends IncomingMessage {
   query: Record<string, string | string[] | undefined>;
   body?: unknown;
   user?: unknown;
+  /** The path as the client sent it, before a mount point was taken off (Express). */
+  originalUrl?: string;
 }
 export interface HttpResponse extends ServerResponse {
   status(code: number): HttpResponse;
@@ -73,6 +75,7 @@ export interface Router {
   put(path: string, ...handlers: Handler[]): void;
   delete(path: string, ...handlers: Handler[]): void;
   use(path: string | string[], handler: ErrorHandler): void;
+  use(path: string | string[], ...handlers: Handler[]): void;
   /** The app this one is mounted in (Express sets it): Node-RED's editor API, which parses admin bodies. */
   parent?: Router;
   _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> }; handle?: unknown }> };

@@ -19,14 +19,24 @@ describe('example: Register firmware', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  // The example used to serve POST /firmware on httpNode, where Node-RED asks for no credentials
+  // unless httpNodeAuth is set: anyone reaching the server stored an image. Uploads now go to the
+  // admin API, which adminAuth guards (admin-api-auth.spec covers the guard).
   const upload = (query, body) =>
-    fetch(`${red.url}/firmware?${query}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body });
+    fetch(`${red.url}/ota/firmware?${query}`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body });
 
   it('deploys without errors', () => {
     assert.deepStrictEqual(red.logs.filter((l) => /\[error\]/.test(l)), []);
   });
 
-  it('registers an uploaded image and answers with its record', async () => {
+  it('opens no upload route on the public HTTP server', async () => {
+    const res = await fetch(`${red.url}/firmware?title=blink&version=9.9.9`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: imageOf(100) });
+    assert.strictEqual(res.status, 404);
+    const list = await (await fetch(`${red.url}/ota/firmware`)).json();
+    assert.ok(!list.some((r) => r.version === '9.9.9'), 'nothing stored');
+  });
+
+  it('registers an image uploaded to the admin API and answers with its record', async () => {
     const image = imageOf(300000, 5);
     const res = await upload('title=blink&version=1.4.0', image);
     assert.strictEqual(res.status, 201);
