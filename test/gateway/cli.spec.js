@@ -1,6 +1,5 @@
 'use strict';
 const assert = require('assert');
-const path = require('path');
 const { spawn } = require('child_process');
 const h = require('./helpers');
 
@@ -8,8 +7,7 @@ const h = require('./helpers');
 
 describe('ota-gateway command line', function () {
   this.timeout(20000);
-  let broker, store, child, exited, url;
-  let out = '';
+  let broker, store, cli, url;
   const clients = [];
 
   before(async function () {
@@ -17,28 +15,13 @@ describe('ota-gateway command line', function () {
     store = h.makeRepository();
     await store.repo.devices.register({ id: 'cli-1', dialect: 'tago', token: 'cli-1-token' });
     await store.repo.flush();
-    child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, OTA_SECRET: 'x'.repeat(40) },
-    });
-    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    child.stderr.on('data', (d) => (out += d));
-    url = await new Promise((resolve, reject) => {
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-        if (m) resolve(`mqtt://127.0.0.1:${m[1]}`);
-      });
-      child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-    });
+    cli = await h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], { OTA_SECRET: 'x'.repeat(40) });
+    url = cli.url;
   });
 
   after(async function () {
     await h.endAll(clients);
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await exited;
-    }
+    if (cli) await cli.stop();
     if (broker) await broker.close();
     if (store) await store.close();
   });
@@ -61,11 +44,11 @@ describe('ota-gateway command line', function () {
       clients.push(device);
       assert.strictEqual(device.connack.reasonCode, 0);
     }
-    assert.strictEqual(out.match(/MQTT 5 devices are bridged to MQTT 3\.1\.1/g).length, 1);
+    assert.strictEqual(cli.output().match(/MQTT 5 devices are bridged to MQTT 3\.1\.1/g).length, 1);
   });
 
   it('refuses an unknown --upstream-protocol before listening', async function () {
-    const bad = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--upstream-protocol', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const bad = spawn(process.execPath, [h.GATEWAY_BIN, '--dir', store.dir, '--upstream-protocol', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     bad.stderr.on('data', (d) => (err += d));
     assert.strictEqual(await new Promise((resolve) => bad.once('exit', resolve)), 2);
@@ -73,7 +56,6 @@ describe('ota-gateway command line', function () {
   });
 
   it('stops cleanly on SIGTERM', async function () {
-    child.kill('SIGTERM');
-    assert.strictEqual(await exited, 0);
+    assert.strictEqual(await cli.stop(), 0);
   });
 });
