@@ -3,6 +3,7 @@ const assert = require('assert');
 const crypto = require('crypto');
 const { spawnSync } = require('child_process');
 const h = require('./helpers');
+const { gatewayRig } = require('./brokers');
 
 // bin/ota-gateway.js --product: Tencent devices registered under their device name alone, found
 // from the SDK's client id {product}{device}, signing with the device secret the admin API took.
@@ -18,36 +19,24 @@ function sdkLogin(product, name, secret) {
 
 describe('ota-gateway command line: --product for Tencent devices', function () {
   this.timeout(20000);
-  let broker, store, cli, url;
-  const clients = [];
   const env = { ...process.env, OTA_SECRET: 'x'.repeat(40) };
-
-  before(async function () {
-    broker = await h.startAedes();
-    store = h.makeRepository();
-    await store.repo.devices.register({ id: 'dev9', dialect: 'tencent', deviceSecret: SECRET });
-    await store.repo.flush();
-    cli = await h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--product', 'P7'], env);
-    url = cli.url;
-  });
-
-  after(async function () {
-    await h.endAll(clients);
-    if (cli) await cli.stop();
-    if (broker) await broker.close();
-    if (store) await store.close();
+  const rig = gatewayRig(() => h.startAedes(), {
+    devices: [{ id: 'dev9', dialect: 'tencent', deviceSecret: SECRET }],
+    server: false,
+    cli: ['--product', 'P7'],
+    env,
   });
 
   it('lets the SDK login of a device registered without a product in, with its $ota topics under that product', async function () {
-    const device = await h.connect(url, sdkLogin('P7', 'dev9', SECRET));
-    clients.push(device);
+    const device = await h.connect(rig.gateway.url, sdkLogin('P7', 'dev9', SECRET));
+    rig.clients.push(device);
     assert.deepStrictEqual((await device.subscribeAsync('$ota/update/P7/dev9', { qos: 1 })).map((g) => g.qos), [1]);
     // Another product's client id is nobody's: refused (credentials given, so 4).
-    await assert.rejects(h.connect(url, sdkLogin('P8', 'dev9', SECRET)), (err) => err.code === 4);
+    await assert.rejects(h.connect(rig.gateway.url, sdkLogin('P8', 'dev9', SECRET)), (err) => err.code === 4);
   });
 
   it('refuses a product that could not be a topic level', function () {
-    const r = spawnSync(process.execPath, [h.GATEWAY_BIN, '--dir', store.dir, '--product', 'a/#'], { env, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [h.GATEWAY_BIN, '--dir', rig.store.dir, '--product', 'a/#'], { env, encoding: 'utf8' });
     assert.strictEqual(r.status, 2);
     assert.match(r.stderr, /--product must be/);
   });

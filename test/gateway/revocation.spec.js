@@ -85,38 +85,28 @@ describe('ota-gateway: revocation', function () {
   });
 
   describe('the command line gateway, when Node-RED changes the shared device list', function () {
-    let broker, store, cli, url;
-    const clients = [];
-
-    before(async function () {
-      broker = await h.startAedes();
-      store = h.makeRepository();
-      await store.repo.devices.register({ id: 'cli-doomed', dialect: 'thingsboard', token: 'cli-doomed-token' });
-      await store.repo.devices.register({ id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-old-token' });
-      await store.repo.flush();
-      cli = await h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url], { OTA_SECRET: 'x'.repeat(40) });
-      url = cli.url;
-    });
-
-    after(async function () {
-      await h.endAll(clients);
-      if (cli) await cli.stop();
-      if (broker) await broker.close();
-      if (store) await store.close();
+    const rig = gatewayRig(() => h.startAedes(), {
+      devices: [
+        { id: 'cli-doomed', dialect: 'thingsboard', token: 'cli-doomed-token' },
+        { id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-old-token' },
+      ],
+      server: false,
+      cli: [],
+      env: { OTA_SECRET: 'x'.repeat(40) },
     });
 
     it('drops a deleted device and a rotated token within a second', async function () {
-      const doomed = await h.connect(url, { username: 'cli-doomed-token', clientId: 'd' });
-      const rotated = await h.connect(url, { username: 'cli-old-token', clientId: 'r' });
-      clients.push(doomed, rotated);
+      const doomed = await h.connect(rig.gateway.url, { username: 'cli-doomed-token', clientId: 'd' });
+      const rotated = await h.connect(rig.gateway.url, { username: 'cli-old-token', clientId: 'r' });
+      rig.clients.push(doomed, rotated);
       // Node-RED's registry: another process, the same devices.json.
-      const nodeRed = new DeviceRegistry(store.dir, Buffer.from('x'.repeat(40)));
+      const nodeRed = new DeviceRegistry(rig.store.dir, Buffer.from('x'.repeat(40)));
       const closed = Promise.all([closesWithin(doomed), closesWithin(rotated)]);
       await nodeRed.remove('cli-doomed');
       await nodeRed.register({ id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-new-token' });
       await closed;
-      await assert.rejects(h.connect(url, { username: 'cli-old-token', clientId: 'r2' }));
-      clients.push(await h.connect(url, { username: 'cli-new-token', clientId: 'r3' }));
+      await assert.rejects(h.connect(rig.gateway.url, { username: 'cli-old-token', clientId: 'r2' }));
+      rig.clients.push(await h.connect(rig.gateway.url, { username: 'cli-new-token', clientId: 'r3' }));
     });
   });
 });
