@@ -16,8 +16,9 @@ import type { GatewayContext } from './gateway';
 // gateway never originates packets on the upstream leg (its packet ids belong to the device); it
 // only answers the device itself where it refuses something.
 
-type Version = 3 | 4 | 5;
+type Version = bridge.Version;
 
+/** MQTT 5 "not authorized", sent by the relay; exported here beside CONNACK_CODES. */
 export { NOT_AUTHORIZED_V5 };
 const PACKET_TOO_LARGE_V5 = 0x95;
 const MAX_QUEUED = 1000;
@@ -151,8 +152,9 @@ export class DeviceSession {
   }
 
   /**
-   * Refused with the CONNACK code MQTT defines; "unavailable" with none at all (see upstream-link.ts). The
-   * event never carries the username or password: a ThingsBoard username is its token.
+   * Refused with the CONNACK code MQTT defines; "unavailable" with none at all (see
+   * upstream-link.ts). The event never carries the username or password: a ThingsBoard username
+   * is its token.
    */
   private refuse(reason: keyof typeof CONNACK_CODES | 'unavailable', detail?: { deviceId: string; message: string }): void {
     this.ctx.counters.refused++;
