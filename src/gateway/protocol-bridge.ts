@@ -3,7 +3,8 @@ import * as mqtt from 'mqtt-packet';
 // MQTT 5 devices in front of a broker that speaks only MQTT 3.1.1 (aedes 1.x, older brokers, or
 // a gateway told to). The gateway terminates each device's session, so it speaks 5 to the device
 // and 3.1.1 to the broker, mapping what maps and refusing, with a valid MQTT 5 reason code, what
-// would change meaning if dropped. Pure functions: session.ts calls them at its two edges.
+// would change meaning if dropped. Pure functions: upstream-link.ts (CONNECT, CONNACK) and
+// relay.ts (every later packet) call them at the session's two edges.
 //
 // What 3.1.1 cannot carry, and what we do (the README's table says the same):
 // - CONNECT: properties dropped; Clean Start + Session Expiry Interval become Clean Session

@@ -10,19 +10,9 @@ const { startPipeline, fleetPlan, registerDevices, rollOut } = require('../../sc
 const servers = require('../../scripts/servers');
 const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
+const { eventually } = require('../support/eventually');
 
 const PER_DIALECT = 20; // 100 devices
-
-async function eventually(check, timeoutMs, what) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`${what}: still ${JSON.stringify(last)}`);
-}
 
 describe('end to end: a broker restart in the middle of a rollout', function () {
   this.timeout(120000);
@@ -51,7 +41,7 @@ describe('end to end: a broker restart in the middle of a rollout', function () 
   it('ends with every device on its new image and every record updated', async function () {
     firmware = await rollOut(pipeline.api, plan);
     // Mid-rollout: some devices done, most not.
-    await eventually(() => fleet.devices.some((d) => d.state === 'updated') || fleet.summary().map((g) => g.states), 30000, 'a first device updated');
+    await eventually(() => fleet.devices.some((d) => d.state === 'updated') || fleet.summary().map((g) => g.states), 30000, 'a first device updated', 200);
     assert.ok(fleet.devices.filter((d) => d.state !== 'updated').length >= 50, 'the broker goes down with most of the fleet still downloading');
     await broker.kill();
     await new Promise((r) => setTimeout(r, 3000));
@@ -68,7 +58,7 @@ describe('end to end: a broker restart in the middle of a rollout', function () 
       const { devices } = await pipeline.api.rollout();
       const behind = devices.filter((d) => d.state !== 'updated').map((d) => `${d.device}:${d.state}`);
       return (devices.length === plan.devices.length && behind.length === 0) || behind;
-    }, 30000, 'records not updated');
+    }, 30000, 'records not updated', 200);
     const { devices } = await pipeline.api.rollout();
     for (const d of devices) {
       const expected = d.dialect === 'sming' ? '1.0.1' : '1.1.0';

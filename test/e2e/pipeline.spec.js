@@ -8,18 +8,7 @@ const fs = require('fs');
 const { startPipeline, fleetPlan, registerDevices, rollOut } = require('../../scripts/pipeline');
 const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
-
-/** Polls `check` until it returns true, or fails with what it last saw. */
-async function eventually(check, timeoutMs, what) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what}: still ${JSON.stringify(last)}`);
-}
+const { eventually } = require('../support/eventually');
 
 // Dialects whose devices report what they run; Biotz and Sming report nothing, and the gateway's
 // view of them (presence.spec) stands in.

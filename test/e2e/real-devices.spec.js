@@ -12,21 +12,11 @@ const { startPipeline, demoImage } = require('../../scripts/pipeline');
 const { startMosquitto, haveMosquitto } = require('../../scripts/servers');
 const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
+const { eventually } = require('../support/eventually');
 
 // 24 base64 characters (18 bytes), the {n} keeps each device's different.
 const SECRET_PATTERN = 'c2ltLXNlY3JldC1rZXkt{n}AAA';
 const PRODUCT = 'RDPRODUCT1';
-
-async function eventually(check, timeoutMs, what) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what}: still ${JSON.stringify(last)}`);
-}
 
 /** Files the repository and Node-RED wrote under dir: node_modules (the package link) left out. */
 function filesUnder(dir) {

@@ -1,47 +1,35 @@
 'use strict';
 const assert = require('assert');
 const h = require('./helpers');
+const { gatewayRig } = require('./brokers');
 
 // Who may connect, and what a connected device may see and say.
 
 function aclSuite(title, startBroker) {
   describe(title, function () {
-    let broker, store, gateway, open, server, v5;
-    const clients = [];
     const events = { connect: [], disconnect: [], refused: [], denied: [] };
-
-    before(async function () {
-      broker = await startBroker(this);
-      v5 = broker.version === 5;
-      store = h.makeRepository();
-      const d = store.repo.devices;
-      await d.register({ id: 'bz-a', dialect: 'biotz', attributes: { customer: 'c1' } });
-      await d.register({ id: 'bz-b', dialect: 'biotz', attributes: { customer: 'c1' } });
-      await d.register({ id: 'tc-a', dialect: 'tencent', attributes: { product: 'P1' }, token: 'tc-a-secret' });
-      await d.register({ id: 'sm-a', dialect: 'sming', attributes: { app: 'lamp' } });
-      await d.register({ id: 'tb-a', dialect: 'thingsboard', token: 'tb-a-token' });
-      await d.register({ id: 'tg-a', dialect: 'tago', token: 'tg-a-token' });
-      gateway = await h.startGateway(store.repo, broker.url);
-      for (const name of Object.keys(events)) gateway.on(name, (e) => events[name].push(e));
-      open = await h.startGateway(store.repo, broker.url, { autoRegister: 'thingsboard' });
-      server = await h.connect(broker.url, { protocolVersion: broker.version, clientId: 'server-side' });
-      clients.push(server);
-    });
-
+    /** A second gateway over the same devices, registering strangers. */
+    let open;
     after(async function () {
-      await h.endAll(clients);
-      if (gateway) await gateway.close();
       if (open) await open.close();
-      if (broker) await broker.close();
-      if (store) await store.close();
+    });
+    const rig = gatewayRig(startBroker, {
+      devices: [
+        { id: 'bz-a', dialect: 'biotz', attributes: { customer: 'c1' } },
+        { id: 'bz-b', dialect: 'biotz', attributes: { customer: 'c1' } },
+        { id: 'tc-a', dialect: 'tencent', attributes: { product: 'P1' }, token: 'tc-a-secret' },
+        { id: 'sm-a', dialect: 'sming', attributes: { app: 'lamp' } },
+        { id: 'tb-a', dialect: 'thingsboard', token: 'tb-a-token' },
+        { id: 'tg-a', dialect: 'tago', token: 'tg-a-token' },
+      ],
+    });
+    const { device } = rig;
+    before(async function () {
+      for (const name of Object.keys(events)) rig.gateway.on(name, (e) => events[name].push(e));
+      open = await h.startGateway(rig.store.repo, rig.broker.url, { autoRegister: 'thingsboard' });
     });
 
-    const device = async (options) => {
-      const client = await h.connect(gateway.url, { protocolVersion: broker.version, ...options });
-      clients.push(client);
-      return client;
-    };
-    const failure = () => (v5 ? 0x87 : 0x80);
+    const failure = () => (rig.v5 ? 0x87 : 0x80);
     /** The SUBACK codes, refused or not (mqtt.js rejects when any filter is refused). */
     const subscribe = (client, filters, qos = 0) =>
       client.subscribeAsync(Object.fromEntries(filters.map((f) => [f, { qos }]))).then(
@@ -51,7 +39,7 @@ function aclSuite(title, startBroker) {
     /** MQTT 5 devices hear "not authorized"; MQTT 3.1.1 has no way to say it. */
     const refused = (promise) =>
       promise.then(
-        () => assert.ok(!v5, 'an MQTT 5 device should have been told'),
+        () => assert.ok(!rig.v5, 'an MQTT 5 device should have been told'),
         (err) => assert.strictEqual(err.code, 0x87),
       );
 
@@ -69,7 +57,7 @@ function aclSuite(title, startBroker) {
       assert.deepStrictEqual(tg, [0, failure(), failure(), 0]);
       // Nothing allowed at all: the gateway answers the SUBACK itself.
       assert.deepStrictEqual(await subscribe(t, ['#', 'P2/tc-a/x']), [failure(), failure()]);
-      assert.ok(gateway.counters.deniedSubscribe >= 5);
+      assert.ok(rig.gateway.counters.deniedSubscribe >= 5);
       assert.ok(events.denied.some((e) => e.deviceId === 'bz-a' && e.kind === 'subscribe' && e.topic === '#'));
     });
 
@@ -83,12 +71,12 @@ function aclSuite(title, startBroker) {
       tbSpy.on('message', (topic) => tbSeen.push(topic));
       await tbSpy.subscribeAsync(['#', '+/+/#', 'ota/tg-a/#', 'biotz/#']);
 
-      await server.publishAsync('biotz/1/0/c1/bz-a/subscribe/firmware/update', '{"firmware-name":"x"}', { qos: 1 });
-      await server.publishAsync('ota/tg-a/tago/data/post', '{"variable":"firmware_block"}', { qos: 1 });
-      await server.publishAsync('$ota/update/P1/tc-a', '{}', { qos: 1 });
+      await rig.server.publishAsync('biotz/1/0/c1/bz-a/subscribe/firmware/update', '{"firmware-name":"x"}', { qos: 1 });
+      await rig.server.publishAsync('ota/tg-a/tago/data/post', '{"variable":"firmware_block"}', { qos: 1 });
+      await rig.server.publishAsync('$ota/update/P1/tc-a', '{}', { qos: 1 });
       // Round trips through the broker: anything that leaked arrived before these.
-      await server.publishAsync('biotz/1/0/c1/bz-b/publish/marker', 'm', { qos: 1 });
-      await server.publishAsync('ota/tb-a/marker', 'm', { qos: 1 });
+      await rig.server.publishAsync('biotz/1/0/c1/bz-b/publish/marker', 'm', { qos: 1 });
+      await rig.server.publishAsync('ota/tb-a/marker', 'm', { qos: 1 });
       await h.until(() => seen.length > 0 && tbSeen.length > 0);
       assert.deepStrictEqual([...new Set(seen)], ['biotz/1/0/c1/bz-b/publish/marker']);
       assert.deepStrictEqual([...new Set(tbSeen)], ['marker']);
@@ -97,14 +85,14 @@ function aclSuite(title, startBroker) {
     it('drops a publish on the device\'s own notice topic and counts it', async function () {
       const notice = 'biotz/1/0/c1/bz-a/subscribe/firmware/update';
       const original = '{"firmware-name":"fw-2","download-url":"http://x/y"}';
-      await server.publishAsync(notice, original, { qos: 1, retain: true });
+      await rig.server.publishAsync(notice, original, { qos: 1, retain: true });
       const upstream = [];
-      server.on('message', (topic, payload) => upstream.push([topic, payload.toString()]));
-      await server.subscribeAsync(['biotz/#', '$ota/#', 'a/#']);
+      rig.server.on('message', (topic, payload) => upstream.push([topic, payload.toString()]));
+      await rig.server.subscribeAsync(['biotz/#', '$ota/#', 'a/#']);
        await h.until(() => upstream.length === 1);
       upstream.length = 0; // the retained notice itself
 
-      const before = gateway.counters.deniedPublish;
+      const before = rig.gateway.counters.deniedPublish;
       const bz = await device({ clientId: 'bz-a' });
       await refused(bz.publishAsync(notice, '{"firmware-name":"evil"}', { qos: 1, retain: true }));
       await bz.publishAsync(notice, '', { qos: 0, retain: true });
@@ -113,7 +101,7 @@ function aclSuite(title, startBroker) {
       await refused(tc.publishAsync('$ota/update/P1/tc-a', 'x', { qos: 2 }));
       const sm = await device({ clientId: 'sm-a' });
       await refused(sm.publishAsync('a/lamp/u/1.2', 'image', { qos: 1, retain: true }));
-      assert.strictEqual(gateway.counters.deniedPublish - before, 5);
+      assert.strictEqual(rig.gateway.counters.deniedPublish - before, 5);
 
       // What a device may say still goes through: Tencent progress reports, Biotz uplinks.
       await tc.publishAsync('$ota/report/P1/tc-a', '{"type":"report_version"}', { qos: 1 });
@@ -122,8 +110,8 @@ function aclSuite(title, startBroker) {
       assert.deepStrictEqual(upstream.map(([t]) => t), ['$ota/report/P1/tc-a', 'biotz/1/0/c1/bz-a/publish/marker']);
 
       // The retained notice is still the server's.
-      const fresh = await h.connect(broker.url, { protocolVersion: broker.version });
-      clients.push(fresh);
+      const fresh = await h.connect(rig.broker.url, { protocolVersion: rig.broker.version });
+      rig.clients.push(fresh);
       const retained = new Promise((resolve) => fresh.once('message', (topic, payload) => resolve(payload.toString())));
       await fresh.subscribeAsync(notice);
       assert.strictEqual(await retained, original);
@@ -131,14 +119,14 @@ function aclSuite(title, startBroker) {
 
     it('refuses a bad token, an unknown device and a missing token with the right CONNACK code', async function () {
       const cases = [
-        [{ username: 'not-a-token', clientId: 'tb-a' }, v5 ? 0x86 : 4],
-        [{ username: 'Token', password: 'wrong', clientId: 'tg-a' }, v5 ? 0x86 : 4],
-        [{ clientId: 'tc-a' }, v5 ? 0x86 : 4],
-        [{ clientId: 'stranger' }, v5 ? 0x87 : 5],
+        [{ username: 'not-a-token', clientId: 'tb-a' }, rig.v5 ? 0x86 : 4],
+        [{ username: 'Token', password: 'wrong', clientId: 'tg-a' }, rig.v5 ? 0x86 : 4],
+        [{ clientId: 'tc-a' }, rig.v5 ? 0x86 : 4],
+        [{ clientId: 'stranger' }, rig.v5 ? 0x87 : 5],
       ];
       const refusedBefore = events.refused.length;
       for (const [options, code] of cases) {
-        await assert.rejects(h.connect(gateway.url, { protocolVersion: broker.version, ...options }), (err) => {
+        await assert.rejects(h.connect(rig.gateway.url, { protocolVersion: rig.broker.version, ...options }), (err) => {
           assert.strictEqual(err.code, code, `${JSON.stringify(options)}: ${err.message}`);
           return true;
         });
@@ -151,24 +139,24 @@ function aclSuite(title, startBroker) {
     });
 
     it('registers an unknown device when told to, in its own namespace', async function () {
-      const fresh = await h.connect(open.url, { protocolVersion: broker.version, clientId: 'newcomer', username: 'newcomer-token' });
-      clients.push(fresh);
-      const record = store.repo.devices.get('newcomer');
+      const fresh = await h.connect(open.url, { protocolVersion: rig.broker.version, clientId: 'newcomer', username: 'newcomer-token' });
+      rig.clients.push(fresh);
+      const record = rig.store.repo.devices.get('newcomer');
       assert.strictEqual(record.dialect, 'thingsboard');
-      assert.ok(store.repo.devices.checkToken('newcomer', 'newcomer-token'));
+      assert.ok(rig.store.repo.devices.checkToken('newcomer', 'newcomer-token'));
       const got = new Promise((resolve) => fresh.once('message', (topic) => resolve(topic)));
       await fresh.subscribeAsync('v1/devices/me/attributes');
-      await server.publishAsync('ota/newcomer/v1/devices/me/attributes', '{"fw_title":"x"}');
+      await rig.server.publishAsync('ota/newcomer/v1/devices/me/attributes', '{"fw_title":"x"}');
       assert.strictEqual(await got, 'v1/devices/me/attributes');
     });
 
     it('counts connected devices and reports disconnects', async function () {
-      const n = gateway.counters.connected;
-      assert.strictEqual(n, gateway.connectedDevices().length);
+      const n = rig.gateway.counters.connected;
+      assert.strictEqual(n, rig.gateway.connectedDevices().length);
       const c = await device({ username: 'tb-a-token', clientId: 'counted' });
-      await h.until(() => gateway.counters.connected === n + 1);
+      await h.until(() => rig.gateway.counters.connected === n + 1);
       await new Promise((resolve) => c.end(false, {}, resolve));
-      await h.until(() => gateway.counters.connected === n);
+      await h.until(() => rig.gateway.counters.connected === n);
       assert.ok(events.disconnect.some((e) => e.deviceId === 'tb-a' && e.clientId === 'counted'));
     });
   });

@@ -1,71 +1,43 @@
 'use strict';
 const assert = require('assert');
-const path = require('path');
 const { spawn } = require('child_process');
 const h = require('./helpers');
+const { gatewayRig } = require('./brokers');
 
 // bin/ota-gateway.js: the same front door without Node-RED, over a repository directory.
 
 describe('ota-gateway command line', function () {
   this.timeout(20000);
-  let broker, store, child, exited, url;
-  let out = '';
-  const clients = [];
-
-  before(async function () {
-    broker = await h.startAedes();
-    store = h.makeRepository();
-    await store.repo.devices.register({ id: 'cli-1', dialect: 'tago', token: 'cli-1-token' });
-    await store.repo.flush();
-    child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--ns', 'cli'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, OTA_SECRET: 'x'.repeat(40) },
-    });
-    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    child.stderr.on('data', (d) => (out += d));
-    url = await new Promise((resolve, reject) => {
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-        if (m) resolve(`mqtt://127.0.0.1:${m[1]}`);
-      });
-      child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-    });
-  });
-
-  after(async function () {
-    await h.endAll(clients);
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await exited;
-    }
-    if (broker) await broker.close();
-    if (store) await store.close();
+  const rig = gatewayRig(() => h.startAedes(), {
+    devices: [{ id: 'cli-1', dialect: 'tago', token: 'cli-1-token' }],
+    server: false,
+    cli: ['--ns', 'cli'],
+    env: { OTA_SECRET: 'x'.repeat(40) },
   });
 
   it('proxies a TagoIO device into its namespace and refuses a wrong token', async function () {
-    const device = await h.connect(url, { username: 'Token', password: 'cli-1-token', clientId: 'board' });
-    clients.push(device);
-    const server = await h.connect(broker.url);
-    clients.push(server);
+    const device = await h.connect(rig.gateway.url, { username: 'Token', password: 'cli-1-token', clientId: 'board' });
+    rig.clients.push(device);
+    const server = await h.connect(rig.broker.url);
+    rig.clients.push(server);
     const got = new Promise((resolve) => device.once('message', (topic, payload) => resolve([topic, payload.toString()])));
     await device.subscribeAsync('tago/data/post');
     await server.publishAsync('cli/cli-1/tago/data/post', '{"variable":"firmware_manifest"}');
     assert.deepStrictEqual(await got, ['tago/data/post', '{"variable":"firmware_manifest"}']);
-    await assert.rejects(h.connect(url, { username: 'Token', password: 'nope', clientId: 'board2' }), (err) => err.code === 4);
+    await assert.rejects(h.connect(rig.gateway.url, { username: 'Token', password: 'nope', clientId: 'board2' }), (err) => err.code === 4);
   });
 
   it('bridges an MQTT 5 device to the embedded broker (3.1.1 only) and logs that once', async function () {
     for (const clientId of ['v5-a', 'v5-b']) {
-      const device = await h.connect(url, { protocolVersion: 5, username: 'Token', password: 'cli-1-token', clientId });
-      clients.push(device);
+      const device = await h.connect(rig.gateway.url, { protocolVersion: 5, username: 'Token', password: 'cli-1-token', clientId });
+      rig.clients.push(device);
       assert.strictEqual(device.connack.reasonCode, 0);
     }
-    assert.strictEqual(out.match(/MQTT 5 devices are bridged to MQTT 3\.1\.1/g).length, 1);
+    assert.strictEqual(rig.gateway.output().match(/MQTT 5 devices are bridged to MQTT 3\.1\.1/g).length, 1);
   });
 
   it('refuses an unknown --upstream-protocol before listening', async function () {
-    const bad = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--upstream-protocol', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const bad = spawn(process.execPath, [h.GATEWAY_BIN, '--dir', rig.store.dir, '--upstream-protocol', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     bad.stderr.on('data', (d) => (err += d));
     assert.strictEqual(await new Promise((resolve) => bad.once('exit', resolve)), 2);
@@ -73,7 +45,6 @@ describe('ota-gateway command line', function () {
   });
 
   it('stops cleanly on SIGTERM', async function () {
-    child.kill('SIGTERM');
-    assert.strictEqual(await exited, 0);
+    assert.strictEqual(await rig.gateway.stop(), 0);
   });
 });

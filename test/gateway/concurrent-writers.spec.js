@@ -80,37 +80,21 @@ describe('devices.json shared by several processes', function () {
   });
 
   describe('with the command line gateway auto-registering devices', function () {
-    let broker, store, child, exited, url;
+    let broker, store, cli, url;
     const clients = [];
 
     before(async function () {
       broker = await h.startAedes();
       store = h.makeRepository();
       store.repo.devices.watch?.(50);
-      child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--auto-register', 'thingsboard'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, OTA_SECRET: SECRET },
-      });
-      exited = new Promise((resolve) => child.once('exit', resolve));
-      let out = '';
-      child.stderr.on('data', (d) => (out += d));
-      url = await new Promise((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          out += d;
-          const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-          if (m) resolve(`mqtt://127.0.0.1:${m[1]}`);
-        });
-        child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-      });
+      cli = await h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url, '--auto-register', 'thingsboard'], { OTA_SECRET: SECRET });
+      url = cli.url;
     });
 
     after(async function () {
       store.repo.devices.unwatch?.();
       await h.endAll(clients);
-      if (child && child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
+      if (cli) await cli.stop();
       if (broker) await broker.close();
       if (store) await store.close();
     });

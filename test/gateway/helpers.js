@@ -7,6 +7,7 @@ const os = require('os');
 const net = require('net');
 const path = require('path');
 const crypto = require('crypto');
+const { spawn } = require('child_process');
 const mqtt = require('mqtt');
 const { OtaRepository } = require('../../dist/core/repository');
 const { OtaGateway, RegistryDirectory } = require('../../dist/gateway');
@@ -53,6 +54,37 @@ async function startGateway(repo, brokerUrl, options = {}) {
   gateway.url = `mqtt://127.0.0.1:${address.port}`;
   gateway.port = address.port;
   return gateway;
+}
+
+const GATEWAY_BIN = path.join(__dirname, '../../bin/ota-gateway.js');
+
+/**
+ * Runs the command line gateway (bin/ota-gateway.js) with `args`, `env` over this process's, until
+ * it says where devices connect; resolves with that URL and port, its output so far (a getter:
+ * stdout and stderr) and a stop() that ends it with SIGTERM and resolves with its exit code.
+ */
+async function runCli(args, env = {}) {
+  const child = spawn(process.execPath, [GATEWAY_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let out = '';
+  child.stderr.on('data', (d) => (out += d));
+  const port = await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /devices connect to [\d.]+:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
+  });
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
 
 /** Connects an mqtt.js client; resolves with it once connected, rejects with the CONNACK error. */
@@ -212,6 +244,8 @@ module.exports = {
   startMosquitto,
   makeRepository,
   startGateway,
+  runCli,
+  GATEWAY_BIN,
   connect,
   endAll,
   sha256,

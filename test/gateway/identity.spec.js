@@ -2,43 +2,24 @@
 const assert = require('assert');
 const mqttPacket = require('mqtt-packet');
 const h = require('./helpers');
-const { onBothBrokers, closedWithin } = require('./brokers');
+const { onBothBrokers, gatewayRig, closedWithin } = require('./brokers');
 
 // Who a device is on the broker. Found: upstream client ids were `{deviceId}:{clientId}` and
 // device ids may contain `:`, so device `site` with client id `42:site:42` took over device
 // `site:42`'s session; and an empty client id with a persistent session was accepted.
 
 onBothBrokers('ota-gateway identity', (startBroker) => {
-  let broker, store, gateway, server, v5;
-  const clients = [];
-
-  before(async function () {
-    broker = await startBroker(this);
-    v5 = broker.version === 5;
-    store = h.makeRepository();
-    await store.repo.devices.register({ id: 'site', dialect: 'thingsboard', token: 'site-token' });
-    await store.repo.devices.register({ id: 'site:42', dialect: 'thingsboard', token: 'site42-token' });
-    gateway = await h.startGateway(store.repo, broker.url);
-    server = await h.connect(broker.url, { protocolVersion: broker.version, clientId: 'server-side' });
-    clients.push(server);
+  const rig = gatewayRig(startBroker, {
+    devices: [
+      { id: 'site', dialect: 'thingsboard', token: 'site-token' },
+      { id: 'site:42', dialect: 'thingsboard', token: 'site42-token' },
+    ],
   });
-
-  after(async function () {
-    await h.endAll(clients);
-    if (gateway) await gateway.close();
-    if (broker) await broker.close();
-    if (store) await store.close();
-  });
-
-  const device = async (options) => {
-    const client = await h.connect(gateway.url, { protocolVersion: broker.version, ...options });
-    clients.push(client);
-    return client;
-  };
+  const { device } = rig;
   /** The device gets a message the server publishes in its namespace. */
   const reaches = async (client, deviceId) => {
     const got = new Promise((resolve) => client.once('message', (topic, payload) => resolve(payload.toString())));
-    await server.publishAsync(`ota/${deviceId}/ping`, 'hello', { qos: 1 });
+    await rig.server.publishAsync(`ota/${deviceId}/ping`, 'hello', { qos: 1 });
     assert.strictEqual(await got, 'hello');
   };
 
@@ -56,23 +37,23 @@ onBothBrokers('ota-gateway identity', (startBroker) => {
   });
 
   it('refuses an empty client id with a persistent session (3.1.1: CONNACK 2, MQTT 5: 0x85)', async function () {
-    const raw = h.rawClient(gateway.port, broker.version);
+    const raw = h.rawClient(rig.gateway.port, rig.broker.version);
     // mqtt-packet will not write it (nor will mqtt.js): clear the clean-session flag by hand.
-    const bytes = mqttPacket.generate({ cmd: 'connect', protocolVersion: broker.version, clientId: '', username: 'site-token', clean: true, keepalive: 60 }, { protocolVersion: broker.version });
+    const bytes = mqttPacket.generate({ cmd: 'connect', protocolVersion: rig.broker.version, clientId: '', username: 'site-token', clean: true, keepalive: 60 }, { protocolVersion: rig.broker.version });
     const flags = 2 + 2 + 4 + 1; // fixed header, protocol name "MQTT", level
     assert.strictEqual(bytes[flags] & 0x02, 0x02);
     bytes[flags] &= ~0x02;
     raw.write(bytes);
     const connack = await raw.next('connack');
-    assert.strictEqual(v5 ? connack.reasonCode : connack.returnCode, v5 ? 0x85 : 2);
+    assert.strictEqual(rig.v5 ? connack.reasonCode : connack.returnCode, rig.v5 ? 0x85 : 2);
     assert.ok(await closedWithin(raw, 3000));
   });
 
   it('still gives an empty client id with a clean session one of its own', async function () {
-    const raw = h.rawClient(gateway.port, broker.version);
-    raw.send({ cmd: 'connect', protocolVersion: broker.version, clientId: '', username: 'site-token', clean: true, keepalive: 60 });
+    const raw = h.rawClient(rig.gateway.port, rig.broker.version);
+    raw.send({ cmd: 'connect', protocolVersion: rig.broker.version, clientId: '', username: 'site-token', clean: true, keepalive: 60 });
     const connack = await raw.next('connack');
-    assert.strictEqual(v5 ? connack.reasonCode : connack.returnCode, 0);
+    assert.strictEqual(rig.v5 ? connack.reasonCode : connack.returnCode, 0);
     await raw.end();
   });
 

@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('assert');
 const h = require('./helpers');
-const { onBothBrokers, closedWithin } = require('./brokers');
+const { onBothBrokers, gatewayRig, closedWithin } = require('./brokers');
 
 // What one connection may cost: packet sizes before and after authentication, and topic aliases.
 // Found: mqtt-packet's parser buffered a whole claimed 256 MB CONNECT (four unauthenticated
@@ -22,28 +22,16 @@ function header(type, size) {
 }
 
 onBothBrokers('ota-gateway limits', (startBroker) => {
-  let broker, store, gateway, server;
-  const clients = [];
-
-  before(async function () {
-    broker = await startBroker(this);
-    store = h.makeRepository();
-    await store.repo.devices.register({ id: 'tb', dialect: 'thingsboard', token: 'tb-token' });
-    await store.repo.devices.register({ id: 'bz', dialect: 'biotz', attributes: { customer: 'c1' } });
-    gateway = await h.startGateway(store.repo, broker.url, { limits: { maxPacketBytes: 4096, topicAliasMaximum: 4 } });
-    server = await h.connect(broker.url, { protocolVersion: broker.version, clientId: 'server-side' });
-    clients.push(server);
-  });
-
-  after(async function () {
-    await h.endAll(clients);
-    if (gateway) await gateway.close();
-    if (broker) await broker.close();
-    if (store) await store.close();
+  const rig = gatewayRig(startBroker, {
+    devices: [
+      { id: 'tb', dialect: 'thingsboard', token: 'tb-token' },
+      { id: 'bz', dialect: 'biotz', attributes: { customer: 'c1' } },
+    ],
+    options: { limits: { maxPacketBytes: 4096, topicAliasMaximum: 4 } },
   });
 
   const connected = async (version, { username = 'tb-token', clientId = 'raw' } = {}) => {
-    const raw = h.rawClient(gateway.port, version);
+    const raw = h.rawClient(rig.gateway.port, version);
     raw.send({ cmd: 'connect', protocolVersion: version, clientId, ...(username ? { username } : {}), clean: true, keepalive: 60 });
     const connack = await raw.next('connack');
     assert.strictEqual(version === 5 ? connack.reasonCode : connack.returnCode, 0);
@@ -52,34 +40,34 @@ onBothBrokers('ota-gateway limits', (startBroker) => {
   };
 
   it('closes an unauthenticated connection whose CONNECT claims 256 MB, on its header, without buffering it', async function () {
-    const before = gateway.counters.tooLarge;
+    const before = rig.gateway.counters.tooLarge;
     const raws = [];
     for (let i = 0; i < 4; i++) {
-      const raw = h.rawClient(gateway.port);
+      const raw = h.rawClient(rig.gateway.port);
       raw.write(header(0x10, 268_435_455 - 5));
       raw.write(Buffer.alloc(64 * 1024, 0x41));
       raws.push(raw);
     }
     for (const raw of raws) assert.ok(await closedWithin(raw, 3000), 'the gateway kept reading a 256 MB CONNECT');
-    assert.strictEqual(gateway.counters.tooLarge - before, 4);
+    assert.strictEqual(rig.gateway.counters.tooLarge - before, 4);
   });
 
   it('closes a connection that opens with anything but a CONNECT, on its first byte', async function () {
-    const raw = h.rawClient(gateway.port);
+    const raw = h.rawClient(rig.gateway.port);
     raw.write(header(0x30, 200_000_000));
     assert.ok(await closedWithin(raw, 3000));
   });
 
   it('takes a packet up to the configured size after authentication and closes the connection on a larger one', async function () {
     const raw = await connected(4);
-    const got = new Promise((resolve) => server.on('message', (topic, payload) => topic === 'ota/tb/big' && resolve(payload.length)));
-    await server.subscribeAsync('ota/tb/big', { qos: 1 });
+    const got = new Promise((resolve) => rig.server.on('message', (topic, payload) => topic === 'ota/tb/big' && resolve(payload.length)));
+    await rig.server.subscribeAsync('ota/tb/big', { qos: 1 });
     raw.send({ cmd: 'publish', topic: 'big', payload: Buffer.alloc(4000), qos: 0, retain: false, dup: false });
     assert.strictEqual(await got, 4000);
-    const before = gateway.counters.tooLarge;
+    const before = rig.gateway.counters.tooLarge;
     raw.write(header(0x30, 10_000_000));
     assert.ok(await closedWithin(raw, 3000), 'a 10 MB PUBLISH was read on');
-    assert.strictEqual(gateway.counters.tooLarge - before, 1);
+    assert.strictEqual(rig.gateway.counters.tooLarge - before, 1);
   });
 
   it('tells an MQTT 5 device its maximum packet size and topic alias maximum, and answers a packet over it with DISCONNECT 0x95', async function () {
@@ -93,8 +81,8 @@ onBothBrokers('ota-gateway limits', (startBroker) => {
 
   it('resolves the topic aliases it allows before rewriting, and disconnects an alias above the maximum with 0x94', async function () {
     const seen = [];
-    server.on('message', (topic, payload) => topic.startsWith('ota/tb/al/') && seen.push([topic, payload.toString()]));
-    await server.subscribeAsync('ota/tb/al/#', { qos: 1 });
+    rig.server.on('message', (topic, payload) => topic.startsWith('ota/tb/al/') && seen.push([topic, payload.toString()]));
+    await rig.server.subscribeAsync('ota/tb/al/#', { qos: 1 });
     const raw = await connected(5);
     const pub = (topic, payload, alias, messageId) => raw.send({ cmd: 'publish', topic, payload, qos: 1, messageId, retain: false, dup: false, properties: { topicAlias: alias } });
     pub('al/x', '1', 4, 1);

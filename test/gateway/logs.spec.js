@@ -1,7 +1,5 @@
 'use strict';
 const assert = require('assert');
-const path = require('path');
-const { spawn } = require('child_process');
 const h = require('./helpers');
 const { onBothBrokers } = require('./brokers');
 const { LogLimiter, printable } = require('../../dist/gateway');
@@ -83,31 +81,18 @@ onBothBrokers('ota-gateway events and logs', (startBroker) => {
 
 describe('ota-gateway command line logs', function () {
   this.timeout(30000);
-  let broker, store, child, exited, port;
-  let out = '';
+  let broker, store, cli, port;
 
   before(async function () {
     broker = await h.startAedes();
     store = h.makeRepository();
     await store.repo.flush();
-    child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTA_SECRET: 'x'.repeat(40) } });
-    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    child.stderr.on('data', (d) => (out += d));
-    port = await new Promise((resolve, reject) => {
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-    });
+    cli = await h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url], { OTA_SECRET: 'x'.repeat(40) });
+    port = cli.port;
   });
 
   after(async function () {
-    if (child && child.exitCode === null) {
-      child.kill('SIGTERM');
-      await exited;
-    }
+    if (cli) await cli.stop();
     if (broker) await broker.close();
     if (store) await store.close();
   });
@@ -115,6 +100,7 @@ describe('ota-gateway command line logs', function () {
   it('writes a bounded log however many long client ids are refused', async function () {
     await refusedConnects(port, 200, 4);
     await h.sleep(200);
+    const out = cli.output();
     const refusedLines = out.split('\n').filter((l) => l.includes('refused client id'));
     assert.ok(refusedLines.length <= 20, `${refusedLines.length} lines`);
     assert.ok(out.length < 20 * 1024, `${out.length} bytes of log for 200 refusals`);

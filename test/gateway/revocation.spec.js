@@ -1,8 +1,7 @@
 'use strict';
 const assert = require('assert');
-const path = require('path');
-const { spawn } = require('child_process');
 const h = require('./helpers');
+const { gatewayRig } = require('./brokers');
 const { DeviceRegistry } = require('../../dist/core/devices');
 
 // Deleting a device or rotating its token must end what its old identity opened: before, the
@@ -24,41 +23,27 @@ function closesWithin(client) {
 
 function revocationSuite(title, startBroker) {
   describe(title, function () {
-    let broker, store, gateway;
-    const clients = [];
+    const rig = gatewayRig(startBroker, {
+      devices: [
+        { id: 'doomed', dialect: 'thingsboard', token: 'doomed-token' },
+        { id: 'rotated', dialect: 'tago', token: 'old-token' },
+        { id: 'moved', dialect: 'biotz', attributes: { customer: 'c1' } },
+        { id: 'bystander', dialect: 'thingsboard', token: 'bystander-token' },
+      ],
+      server: false,
+    });
+    const { device } = rig;
     const disconnects = [];
-
-    before(async function () {
-      broker = await startBroker(this);
-      store = h.makeRepository();
-      const d = store.repo.devices;
-      await d.register({ id: 'doomed', dialect: 'thingsboard', token: 'doomed-token' });
-      await d.register({ id: 'rotated', dialect: 'tago', token: 'old-token' });
-      await d.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c1' } });
-      await d.register({ id: 'bystander', dialect: 'thingsboard', token: 'bystander-token' });
-      gateway = await h.startGateway(store.repo, broker.url);
-      gateway.on('disconnect', (e) => disconnects.push(e));
+    before(function () {
+      rig.gateway.on('disconnect', (e) => disconnects.push(e));
     });
-
-    after(async function () {
-      await h.endAll(clients);
-      if (gateway) await gateway.close();
-      if (broker) await broker.close();
-      if (store) await store.close();
-    });
-
-    const device = async (options) => {
-      const client = await h.connect(gateway.url, { protocolVersion: broker.version, ...options });
-      clients.push(client);
-      return client;
-    };
 
     it('closes a deleted device\'s connections at once, and only its own', async function () {
       const a = await device({ username: 'doomed-token', clientId: 'one' });
       const b = await device({ username: 'doomed-token', clientId: 'two' });
       const other = await device({ username: 'bystander-token', clientId: 'bystander' });
       const closed = Promise.all([closesWithin(a), closesWithin(b)]);
-      await store.repo.devices.remove('doomed');
+      await rig.store.repo.devices.remove('doomed');
       await closed;
       assert.ok(other.connected);
       assert.ok(disconnects.some((e) => e.deviceId === 'doomed' && /deleted/.test(e.reason)));
@@ -68,7 +53,7 @@ function revocationSuite(title, startBroker) {
     it('closes the connections opened with a token that was rotated', async function () {
       const old = await device({ username: 'Token', password: 'old-token', clientId: 'old' });
       const closed = closesWithin(old);
-      await store.repo.devices.register({ id: 'rotated', dialect: 'tago', token: 'new-token' });
+      await rig.store.repo.devices.register({ id: 'rotated', dialect: 'tago', token: 'new-token' });
       await closed;
       await assert.rejects(device({ username: 'Token', password: 'old-token', clientId: 'old-again' }));
       await device({ username: 'Token', password: 'new-token', clientId: 'new' });
@@ -78,11 +63,11 @@ function revocationSuite(title, startBroker) {
       const biotz = await device({ clientId: 'moved' });
       let lost = false;
       biotz.once('close', () => (lost = true));
-      await store.repo.devices.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c1' } });
+      await rig.store.repo.devices.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c1' } });
       await h.sleep(100);
       assert.ok(!lost, 'an unchanged record must not cost the device its connection');
       const closed = closesWithin(biotz);
-      await store.repo.devices.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c2' } });
+      await rig.store.repo.devices.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c2' } });
       await closed;
     });
   });
@@ -100,54 +85,28 @@ describe('ota-gateway: revocation', function () {
   });
 
   describe('the command line gateway, when Node-RED changes the shared device list', function () {
-    let broker, store, child, exited, url;
-    const clients = [];
-
-    before(async function () {
-      broker = await h.startAedes();
-      store = h.makeRepository();
-      await store.repo.devices.register({ id: 'cli-doomed', dialect: 'thingsboard', token: 'cli-doomed-token' });
-      await store.repo.devices.register({ id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-old-token' });
-      await store.repo.flush();
-      child = spawn(process.execPath, [path.join(__dirname, '../../bin/ota-gateway.js'), '--dir', store.dir, '--listen', '127.0.0.1:0', '--upstream', broker.url], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, OTA_SECRET: 'x'.repeat(40) },
-      });
-      exited = new Promise((resolve) => child.once('exit', resolve));
-      let out = '';
-      child.stderr.on('data', (d) => (out += d));
-      url = await new Promise((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          out += d;
-          const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-          if (m) resolve(`mqtt://127.0.0.1:${m[1]}`);
-        });
-        child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-      });
-    });
-
-    after(async function () {
-      await h.endAll(clients);
-      if (child && child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      if (broker) await broker.close();
-      if (store) await store.close();
+    const rig = gatewayRig(() => h.startAedes(), {
+      devices: [
+        { id: 'cli-doomed', dialect: 'thingsboard', token: 'cli-doomed-token' },
+        { id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-old-token' },
+      ],
+      server: false,
+      cli: [],
+      env: { OTA_SECRET: 'x'.repeat(40) },
     });
 
     it('drops a deleted device and a rotated token within a second', async function () {
-      const doomed = await h.connect(url, { username: 'cli-doomed-token', clientId: 'd' });
-      const rotated = await h.connect(url, { username: 'cli-old-token', clientId: 'r' });
-      clients.push(doomed, rotated);
+      const doomed = await h.connect(rig.gateway.url, { username: 'cli-doomed-token', clientId: 'd' });
+      const rotated = await h.connect(rig.gateway.url, { username: 'cli-old-token', clientId: 'r' });
+      rig.clients.push(doomed, rotated);
       // Node-RED's registry: another process, the same devices.json.
-      const nodeRed = new DeviceRegistry(store.dir, Buffer.from('x'.repeat(40)));
+      const nodeRed = new DeviceRegistry(rig.store.dir, Buffer.from('x'.repeat(40)));
       const closed = Promise.all([closesWithin(doomed), closesWithin(rotated)]);
       await nodeRed.remove('cli-doomed');
       await nodeRed.register({ id: 'cli-rotated', dialect: 'thingsboard', token: 'cli-new-token' });
       await closed;
-      await assert.rejects(h.connect(url, { username: 'cli-old-token', clientId: 'r2' }));
-      clients.push(await h.connect(url, { username: 'cli-new-token', clientId: 'r3' }));
+      await assert.rejects(h.connect(rig.gateway.url, { username: 'cli-old-token', clientId: 'r2' }));
+      rig.clients.push(await h.connect(rig.gateway.url, { username: 'cli-new-token', clientId: 'r3' }));
     });
   });
 });

@@ -119,7 +119,7 @@ describe('ota-gateway: secrets', function () {
   });
 
   describe('the command line', function () {
-    const bin = path.join(__dirname, '../../bin/ota-gateway.js');
+    const bin = h.GATEWAY_BIN;
     let store;
     before(async function () {
       store = h.makeRepository();
@@ -130,29 +130,8 @@ describe('ota-gateway: secrets', function () {
       await store.close();
     });
 
-    /** Runs the gateway; resolves with its URL, its output so far (a getter) and a stop(). */
-    async function run(args, env = {}) {
-      const child = spawn(process.execPath, [bin, '--dir', store.dir, '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      let out = '';
-      child.stderr.on('data', (d) => (out += d));
-      const url = await new Promise((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          out += d;
-          const m = /devices connect to [\d.]+:(\d+)/.exec(out);
-          if (m) resolve(`mqtt://127.0.0.1:${m[1]}`);
-        });
-        child.once('exit', () => reject(new Error(`ota-gateway exited: ${out}`)));
-      });
-      return {
-        url,
-        output: () => out,
-        stop: async () => {
-          child.kill('SIGTERM');
-          await exited;
-        },
-      };
-    }
+    /** Runs the gateway over this suite's repository (helpers.js runCli). */
+    const run = (args, env) => h.runCli(['--dir', store.dir, '--listen', '127.0.0.1:0', ...args], env);
 
     it('logs no token and no upstream password', async function () {
       const secretFile = path.join(store.dir, 'secret.txt');
