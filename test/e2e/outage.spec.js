@@ -27,7 +27,7 @@ describe('end to end: a broker restart in the middle of a rollout', function () 
     // Node-RED's own mqtt nodes reconnect after their default 5 s: reports devices send as they
     // come back, before Node-RED has subscribed again, are lost, as they would be in production.
     pipeline = await startPipeline({ userDir: dir, brokerUrl: broker.url, progress: { timeout: 4, retries: 10, backoff: 1 } });
-    plan = fleetPlan({ count: PER_DIALECT, size: 48 * 1024 + 77 });
+    plan = fleetPlan({ count: PER_DIALECT, size: 128 * 1024 + 77 });
     await registerDevices(pipeline.api, plan);
     fleet = await startFleet({ broker: pipeline.deviceUrl, groups: plan.groups, retryDelayMs: 300, reconnectMs: 300 });
   });
@@ -40,9 +40,12 @@ describe('end to end: a broker restart in the middle of a rollout', function () 
 
   it('ends with every device on its new image and every record updated', async function () {
     firmware = await rollOut(pipeline.api, plan);
-    // Mid-rollout: some devices done, most not.
-    await eventually(() => fleet.devices.some((d) => d.state === 'updated') || fleet.summary().map((g) => g.states), 30000, 'a first device updated', 200);
-    assert.ok(fleet.devices.filter((d) => d.state !== 'updated').length >= 50, 'the broker goes down with most of the fleet still downloading');
+    // Mid-rollout: the broker goes down as soon as the first devices download (polled closely: on
+    // a busy machine a coarse poll saw most of the fleet done already), with most still to finish.
+    const started = (d) => d.state === 'downloading' || d.state === 'updated';
+    await eventually(() => fleet.devices.some(started) || fleet.summary().map((g) => g.states), 30000, 'a first device downloading', 10);
+    const pending = fleet.devices.filter((d) => d.state !== 'updated').length;
+    assert.ok(pending >= 40, `the broker goes down with much of the fleet still to update (${pending} of 100)`);
     await broker.kill();
     await new Promise((r) => setTimeout(r, 3000));
     broker = await mosquitto(port);

@@ -83,14 +83,20 @@ export function thingsboard(device: SimDevice): DialectDriver {
     await device.acquireSlot();
     if (device.isStopped) return;
     fwRequestId++;
-    target = { ...t, requestId: fwRequestId };
+    const requestId = fwRequestId;
+    target = { ...t, requestId };
     pieces = [];
     received = 0;
     device.progress(0, t.size);
     report('DOWNLOADING');
     device.setState('downloading', { version: t.version });
-    await device.subscribe(chunkFilter);
-    loop.start();
+    try {
+      await device.subscribe(chunkFilter);
+    } catch {
+      // The connection dropped before the SUBACK: onConnect subscribes again and starts the loop.
+    }
+    // Not when onConnect already started it after a reconnect, nor for a download replaced since.
+    if (target?.requestId === requestId && !loop.running) loop.start();
   };
 
   const finish = () => {
@@ -168,7 +174,12 @@ export function thingsboard(device: SimDevice): DialectDriver {
       await device.subscribe(resume ? [ATTR_RESPONSE + '+', ATTRS, chunkFilter] : [ATTR_RESPONSE + '+', ATTRS]);
       telemetry();
       requestAttributes();
-      if (resume) loop.resend();
+      // A download whose first request never went out (the connection dropped while subscribing)
+      // starts now; one under way asks again for the chunk it waits for.
+      if (resume) {
+        if (loop.running) loop.resend();
+        else loop.start();
+      }
     },
     onMessage(topic, payload) {
       const chunk = CHUNK_RESPONSE_RE.exec(topic);
