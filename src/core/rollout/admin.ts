@@ -1,4 +1,5 @@
 import type { OtaRepository } from '../repository';
+import { unknownField } from '../fields';
 import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
 import type { DeviceState } from './rollout-store';
 import type { RolloutTracker } from './tracker';
@@ -57,14 +58,12 @@ const ATTRIBUTE_NAMES = ['product', 'customer', 'app'];
 /** Refuses a field `kind` does not have, naming it (cut short: it is the caller's text). */
 export function checkFields(o: object, kind: keyof typeof BODY_FIELDS): void {
   const allowed: readonly string[] = BODY_FIELDS[kind];
-  for (const key of Object.keys(o)) {
-    if (allowed.includes(key)) continue;
-    const name = key.length > 64 ? `${key.slice(0, 64)}…` : key;
-    const hint = kind === 'device' && ATTRIBUTE_NAMES.includes(key)
-      ? `: a device's ${key} is one of its attributes, {"attributes": {"${key}": …}}`
-      : `: ${kind === 'upload' ? 'an upload' : `a ${kind}`} has ${allowed.join(', ')}`;
-    throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)}${hint}`, name);
-  }
+  const name = unknownField(o, allowed);
+  if (name === undefined) return;
+  const hint = kind === 'device' && ATTRIBUTE_NAMES.includes(name)
+    ? `: a device's ${name} is one of its attributes, {"attributes": {"${name}": …}}`
+    : `: ${kind === 'upload' ? 'an upload' : `a ${kind}`} has ${allowed.join(', ')}`;
+  throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)}${hint}`, name);
 }
 
 /**

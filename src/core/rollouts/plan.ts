@@ -1,3 +1,4 @@
+import { unknownField } from '../fields';
 import { OtaError, isDialectName } from '../types';
 import type { ErrorCondition, GroupSpec, Plan, Rate, SuccessCondition, Targets } from './model';
 
@@ -16,11 +17,8 @@ function bad(message: string, field: string): OtaError {
 
 export function objectAt(value: unknown, field: string, allowed: readonly string[]): Obj {
   if (!value || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) throw bad(`${field} must be an object`, field);
-  for (const key of Object.keys(value)) {
-    if (allowed.includes(key)) continue;
-    const name = key.length > 64 ? `${key.slice(0, 64)}…` : key;
-    throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)} in ${field}: it has ${allowed.join(', ')}`, `${field}.${name}`);
-  }
+  const name = unknownField(value, allowed);
+  if (name !== undefined) throw new OtaError('unknown_field', `unknown field ${JSON.stringify(name)} in ${field}: it has ${allowed.join(', ')}`, `${field}.${name}`);
   return value as Obj;
 }
 
