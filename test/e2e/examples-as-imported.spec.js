@@ -22,13 +22,29 @@ const { tempDir } = require('../support/images');
 
 const EXAMPLES = path.join(ROOT, 'examples');
 
-/** The example as shipped, with the broker's port (and, given, the gateway's listen address) changed. */
-function asImported(file, brokerPort, gatewayPort) {
-  const flow = JSON.parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'));
+/**
+ * The example as shipped, with the broker's port (and, given, the gateway's listen address)
+ * changed. Several files: imported one after the other into one workspace, where a config node
+ * they share (same id) is one node, as Node-RED's import keeps it.
+ */
+function asImported(files, brokerPort, gatewayPort) {
+  const flow = [];
+  const byId = new Map();
+  for (const file of [].concat(files)) {
+    for (const n of JSON.parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'))) {
+      const seen = byId.get(n.id);
+      if (seen) {
+        assert.deepStrictEqual(n, seen, `${file}: node ${n.id} is shared with an example imported before, and must be the same`);
+        continue;
+      }
+      byId.set(n.id, n);
+      flow.push(n);
+    }
+  }
   const changed = [];
   for (const n of flow) {
     if (n.type === 'mqtt-broker') {
-      assert.deepStrictEqual([n.broker, n.port], ['localhost', '1883'], `${file}: the broker as shipped`);
+      assert.deepStrictEqual([n.broker, n.port], ['localhost', '1883'], `${files}: the broker as shipped`);
       n.port = String(brokerPort);
       changed.push('mqtt-broker port');
     }
@@ -65,8 +81,8 @@ describe('examples as imported, on stock Node-RED with a broker at localhost', f
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function deploy(file, gatewayPort) {
-    const { flow, changed } = asImported(file, broker.port, gatewayPort);
+  async function deploy(files, gatewayPort) {
+    const { flow, changed } = asImported(files, broker.port, gatewayPort);
     // Node-RED on 127.0.0.1, at a port known before it starts (the download URL default names it).
     red = await startNodeRed({ userDir: dir, flows: flow, port: await freePort() });
     return { flow, changed };
@@ -121,6 +137,68 @@ describe('examples as imported, on stock Node-RED with a broker at localhost', f
     const res = await fetch(`${red.url}/ota/no-such-thing`);
     assert.strictEqual(res.status, 404);
     assert.strictEqual((await res.json()).code, 'not_found');
+    noErrors();
+  });
+
+  it('"Staged rollout", imported beside "Full pipeline", updates in waves and waits for approval of the third', async () => {
+    const gatewayPort = await freePort();
+    const { flow, changed } = asImported(['Full pipeline.json', 'Staged rollout.json'], broker.port, gatewayPort);
+    // The one change beyond addresses: the plan's soak time (60 s as shipped, so a user sees it)
+    // is shortened to 1 s, or the spec would wait two minutes.
+    const start = flow.find((n) => n.type === 'inject' && n.name === 'start the rollout');
+    const rolloutProp = start.props.find((p) => p.p === 'rollout');
+    const plan = JSON.parse(rolloutProp.v);
+    assert.strictEqual(plan.plan.soakMs, 60000);
+    plan.plan.soakMs = 1000;
+    rolloutProp.v = JSON.stringify(plan);
+    assert.deepStrictEqual(changed.sort(), ['gateway listen address', 'mqtt-broker port']);
+    red = await startNodeRed({ userDir: dir, flows: flow, port: await freePort() });
+    const repositories = flow.filter((n) => n.type === 'ota-repository');
+    assert.strictEqual(repositories.length, 1, 'the two examples share one repository');
+
+    const api = new AdminApi(red.url);
+    const fleetOf = fleetPlan({ count: 3, size: 24 * 1024 + 5 });
+    fleetOf.groups = fleetOf.groups.filter((g) => g.dialect !== 'sming'); // the plan targets tag "demo"
+    fleetOf.devices = fleetOf.devices.filter((d) => d.dialect !== 'sming');
+    await registerDevices(api, fleetOf);
+    fleet = await startFleet({ broker: `mqtt://127.0.0.1:${gatewayPort}`, groups: fleetOf.groups, retryDelayMs: 300 });
+    const notified = new Set();
+    fleet.on('state', (device, state) => { if (state !== 'idle') notified.add(device.id); });
+    const main = fleetOf.firmware.find((f) => f.tag === 'demo');
+    const record = await api.storeFirmware(main.image, main.title, main.version);
+
+    // The user presses the inject buttons.
+    const press = async (name) => {
+      const node = flow.find((n) => n.type === 'inject' && n.name === name);
+      const res = await fetch(`${red.url}/inject/${node.id}`, { method: 'POST' });
+      assert.strictEqual(res.status, 200, `pressing "${name}"`);
+    };
+    const current = async () => (await api.call('GET', '/ota/rollouts')).find((r) => r.name === plan.name);
+    await press('start the rollout');
+    const eventuallyState = async (state, ms) => {
+      const until = Date.now() + ms;
+      let r;
+      while (Date.now() < until) {
+        r = await current();
+        if (r && r.state === state) return r;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.fail(`rollout still ${JSON.stringify(r && { state: r.state, status: r.status })}, expected ${state}`);
+    };
+    // 12 targets: 1 % -> 1 device, 10 % -> 2 devices (success action pause), the rest -> 9.
+    const paused = await eventuallyState('paused', 45000);
+    assert.deepStrictEqual(paused.groups.map((g) => [g.size, g.state]), [[1, 'succeeded'], [2, 'succeeded'], [9, 'pending']]);
+    assert.strictEqual(paused.reason, 'threshold');
+    assert.deepStrictEqual(paused.groupCounts.map((c) => c.succeeded), [1, 2, 0]);
+    const detail = await api.call('GET', `/ota/rollouts/${paused.id}?devices=true`);
+    const third = detail.devices.filter((d) => d.group === 2).map((d) => d.device);
+    assert.strictEqual(third.length, 9);
+    for (const id of third) assert.ok(!notified.has(id), `${id} (third wave) got a notice before approval`);
+    assert.strictEqual(fleet.devices.filter((d) => d.sha256 === record.checksums.sha256).length, 3);
+
+    await press('approve the next wave');
+    await eventuallyState('finished', 45000);
+    for (const d of fleet.devices) assert.strictEqual(d.sha256, record.checksums.sha256, d.id);
     noErrors();
   });
 });
