@@ -181,7 +181,9 @@ function summaryOf(record: DeviceState | undefined): string {
  */
 export function entityState(record: DeviceState | undefined, latest: FirmwareRecord | undefined): EntityState {
   const installed = record?.current?.version;
-  const active = record ? isActive(record.state) : false;
+  // Only an assignment is on its way: a device without one that reports its version is recorded
+  // as `notified` (a bare version report), which is no update in progress.
+  const active = record?.firmware !== undefined && isActive(record.state);
   const percent = active && record?.state === 'downloading' && typeof record.percent === 'number' ? Math.max(0, Math.min(100, Math.round(record.percent))) : null;
   // Nothing newer known: the device is up to date as far as the catalogue tells.
   const latestVersion = latest?.version ?? installed;

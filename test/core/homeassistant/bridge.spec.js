@@ -90,7 +90,8 @@ describe('Home Assistant update entities (core bridge)', () => {
   it('state follows the progress model: latest is the newest of the title, then the assignment; progress; installed equals latest', async () => {
     const { device } = await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
     const tracker = trackerFor(repo);
-    tracker.record({ device: 'tb-1', dialect: 'thingsboard', state: 'updated', version: '1.0.0', title: 'app', at: at() });
+    // What a ThingsBoard device says at connect: a bare version report (recorded as notified).
+    tracker.record({ device: 'tb-1', dialect: 'thingsboard', state: 'notified', version: '1.0.0', title: 'app', at: at() });
     makeBridge();
     drain();
     assert.deepStrictEqual(lastState('tb-1'), { installed_version: '1.0.0', latest_version: '1.10.0', title: 'app', release_summary: '', in_progress: false, update_percentage: null });
@@ -113,8 +114,9 @@ describe('Home Assistant update entities (core bridge)', () => {
   });
 
   it('publishes a device state only on change, at most twice a second, however many events arrive', async () => {
-    await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
+    const { device } = await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
     const tracker = trackerFor(repo);
+    tracker.assign(repo.firmware.find('app', '1.10.0'), [device]);
     makeBridge({ minIntervalMs: 500 });
     drain();
     const before = statesOf('tb-1').length;
