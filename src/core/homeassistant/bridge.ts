@@ -21,6 +21,8 @@ import {
 export interface BridgeLimits {
   tickMs: number;
   perTick: number;
+  /** Devices looked at per tick (most need nothing): bounds a tick's CPU, a sweep's included. */
+  checksPerTick: number;
   minIntervalMs: number;
   sweepMs: number;
   /** Install commands: at most one per device per this long, and `installsPerMinute` in all. */
@@ -30,7 +32,8 @@ export interface BridgeLimits {
 
 export const DEFAULT_LIMITS: BridgeLimits = {
   tickMs: 200,
-  perTick: 100, // 500 messages/s: 10,000 configs and states in about 40 s after a (re)connect
+  perTick: 100, // 500 messages/s: 10,000 configs, states and availabilities in a minute after a (re)connect
+  checksPerTick: 500,
   minIntervalMs: 500, // a device's state at most twice a second
   sweepMs: 30_000,
   installIntervalMs: 10_000,
@@ -50,6 +53,8 @@ export interface BridgePorts {
 interface Entity {
   device: string;
   topics: ReturnType<typeof topicsFor>;
+  /** The config must be (re)published: a new device, a changed record, a reconnect. */
+  configDue: boolean;
   config?: string;
   state?: string;
   availability?: string;
@@ -129,6 +134,7 @@ export class HomeAssistantBridge {
   resync(): void {
     for (const e of this.entities.values()) {
       e.config = e.state = e.availability = undefined;
+      e.configDue = true;
       this.dirty.add(e.device);
     }
   }
@@ -136,7 +142,7 @@ export class HomeAssistantBridge {
   private add(id: string): void {
     if (this.entities.has(id)) return;
     const topics = topicsFor(this.settings, id);
-    this.entities.set(id, { device: id, topics, online: false, sentAt: -Infinity, lastInstall: -Infinity });
+    this.entities.set(id, { device: id, topics, configDue: true, online: false, sentAt: -Infinity, lastInstall: -Infinity });
     this.byObject.set(objectIdFor(id), id);
     this.dirty.add(id);
   }
@@ -147,8 +153,11 @@ export class HomeAssistantBridge {
 
   private deviceChanged(c: DeviceChange): void {
     if (c.after && !c.before) this.add(c.id);
-    else if (c.after) this.mark(c.id);
-    else this.remove(c.id);
+    else if (c.after) {
+      const e = this.entities.get(c.id);
+      if (e) e.configDue = true;
+      this.mark(c.id);
+    } else this.remove(c.id);
   }
 
   /** A deleted device: its entity goes (empty retained config), and its retained topics are emptied. */
@@ -178,41 +187,55 @@ export class HomeAssistantBridge {
     this.dirty.add(e.device);
   }
 
-  /** Publishes what is due, within the per-tick budget; the rest waits for the next tick. */
+  /** Publishes what is due, within the per-tick budgets; the rest waits for the next tick. */
   flush(): void {
     let budget = this.limits.perTick;
+    let checks = this.limits.checksPerTick;
     const now = this.now();
+    const newest = new Map<string, FirmwareRecord | undefined>();
+    const later: string[] = [];
     for (const id of this.dirty) {
-      if (budget <= 0) break;
+      if (budget <= 0 || checks-- <= 0) break;
       const e = this.entities.get(id);
       const device = this.repo.devices.get(id);
       if (!e || !device) {
         this.dirty.delete(id);
         continue;
       }
-      const config = JSON.stringify(discoveryConfig(this.settings, device, this.swVersion));
-      if (config !== e.config) {
-        if (!this.ports.publish(e.topics.config, config, true)) return;
-        e.config = config;
-        budget -= 1;
+      if (e.configDue) {
+        const config = JSON.stringify(discoveryConfig(this.settings, device, this.swVersion));
+        if (config !== e.config) {
+          if (!this.ports.publish(e.topics.config, config, true)) break;
+          e.config = config;
+          budget -= 1;
+        }
+        e.configDue = false;
       }
       const availability = e.online ? 'online' : 'offline';
-      if (this.settings.presence && availability !== e.availability && budget > 0) {
-        if (!this.ports.publish(e.topics.availability, availability, true)) return;
+      if (this.settings.presence && availability !== e.availability) {
+        if (budget <= 0) break;
+        if (!this.ports.publish(e.topics.availability, availability, true)) break;
         e.availability = availability;
         budget -= 1;
       }
       const record = this.repo.rollout.get(id);
-      const state = JSON.stringify(entityState(record, latestFirmware(record, this.repo.firmware)));
+      const state = JSON.stringify(entityState(record, latestFirmware(record, this.repo.firmware, newest)));
       if (state !== e.state) {
-        if (budget <= 0 || now - e.sentAt < this.limits.minIntervalMs) continue; // stays dirty
-        if (!this.ports.publish(e.topics.state, state, true)) return;
+        if (budget <= 0) break;
+        if (now - e.sentAt < this.limits.minIntervalMs) {
+          // Too soon for this device: to the back of the queue, so it holds up no other.
+          this.dirty.delete(id);
+          later.push(id);
+          continue;
+        }
+        if (!this.ports.publish(e.topics.state, state, true)) break;
         e.state = state;
         e.sentAt = now;
         budget -= 1;
       }
       this.dirty.delete(id);
     }
+    for (const id of later) this.dirty.add(id);
     this.stats.published += this.limits.perTick - budget;
   }
 

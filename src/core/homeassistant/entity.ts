@@ -150,11 +150,20 @@ export function newestOf(list: Iterable<FirmwareRecord>, title: string): Firmwar
  * The firmware Install would put on the device: its assignment while one exists (and is still in
  * the catalogue), else the newest firmware of the title it runs or was last given.
  */
-export function latestFirmware(record: DeviceState | undefined, firmware: { get(id: string): FirmwareRecord | undefined; list(): FirmwareRecord[] }): FirmwareRecord | undefined {
+export function latestFirmware(
+  record: DeviceState | undefined,
+  firmware: { get(id: string): FirmwareRecord | undefined; list(): FirmwareRecord[] },
+  /** Newest per title, kept by a caller that asks for many devices at once. */
+  memo?: Map<string, FirmwareRecord | undefined>,
+): FirmwareRecord | undefined {
   const assigned = record?.firmware ? firmware.get(record.firmware) : undefined;
   if (assigned) return assigned;
   const title = record?.current?.title ?? record?.target?.title;
-  return title ? newestOf(firmware.list(), title) : undefined;
+  if (!title) return undefined;
+  if (memo?.has(title)) return memo.get(title);
+  const newest = newestOf(firmware.list(), title);
+  memo?.set(title, newest);
+  return newest;
 }
 
 export interface EntityState {
