@@ -112,7 +112,7 @@ export class HomeAssistantBridge {
     this.tracker.on('unassigned', this.onUnassigned);
     this.repo.on('presence', this.onPresence);
     this.tick = setInterval(() => this.flush(), this.limits.tickMs);
-    this.sweep = setInterval(() => { for (const id of this.entities.keys()) this.dirty.add(id); }, this.limits.sweepMs);
+    this.sweep = setInterval(() => this.sweepNow(), this.limits.sweepMs);
     this.tick.unref?.();
     this.sweep.unref?.();
   }
@@ -125,6 +125,11 @@ export class HomeAssistantBridge {
     this.tracker.off('progress', this.onProgress);
     this.tracker.off('unassigned', this.onUnassigned);
     this.repo.off('presence', this.onPresence);
+  }
+
+  /** Marks every device for a re-check: what changed without an event (a firmware stored) goes out. */
+  sweepNow(): void {
+    for (const id of this.entities.keys()) this.dirty.add(id);
   }
 
   /**
