@@ -20,6 +20,8 @@ export interface HomeAssistantDef {
 }
 
 const CLOSE_GUARD_MS = 3000;
+/** How long after connecting retained configs are read (the broker sends them right after SUBACK). */
+const CONFIG_SCAN_MS = 5000;
 /** One bridge per repository: two repository nodes sharing a directory would publish every entity twice. */
 const running = new WeakSet<OtaRepository>();
 
@@ -67,13 +69,22 @@ export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository
       install: (device, firmware) => startInstall(repo, device, firmware),
       log: (text) => node.warn(text),
     }, {}, packageVersion());
+    let cleanup: ReturnType<typeof setTimeout> | undefined;
     client.on('connect', () => {
       client.subscribe(bridge.commandFilter, { qos: 1 });
+      // For a few seconds, our retained configs: those of devices deleted while we were away go.
+      client.subscribe(bridge.configFilter, { qos: 1 });
+      clearTimeout(cleanup);
+      cleanup = setTimeout(() => client.connected && client.unsubscribe(bridge.configFilter), CONFIG_SCAN_MS);
       client.publish(bridge.bridgeTopic, 'online', { qos: 1, retain: true });
       bridge.resync();
       node.log(RED._('ota-repository.log.haConnected', { url: upstream.label }));
     });
-    client.on('message', (topic, payload) => bridge.command(topic, payload));
+    client.on('close', () => clearTimeout(cleanup));
+    client.on('message', (topic, payload, packet) => {
+      if (packet.retain) bridge.retainedConfig(topic, payload);
+      bridge.command(topic, payload, packet.retain);
+    });
     client.on('error', (err) => node.warn(`Home Assistant: ${err.message}`));
     bridge.start();
     running.add(repo);

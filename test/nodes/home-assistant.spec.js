@@ -73,11 +73,14 @@ describe('ota-repository: Home Assistant opt-in', function () {
   });
 
   it('goes online, publishes a registered device, says offline on close', async () => {
+    // Left by a device deleted while Node-RED was away, and a stale retained Install.
+    await watcher.publishAsync('homeassistant/update/mqtt-ota/ghost/config', '{"state_topic":"mqtt-ota/devices/ghost/state"}', { qos: 1, retain: true });
     await helper.load([repository, mqttNodes, nodes.catch], flow({ haEnabled: true, haBroker: 'b1' }));
     const repo = helper.getNode('r1').repo;
     await repo.devices.register({ id: 'plug.1', dialect: 'tencent', attributes: { product: 'P' } });
     await until('the config', () => seen.some((m) => m.topic.startsWith('homeassistant/update/mqtt-ota/plug_1_') && m.payload));
     assert.ok(seen.some((m) => m.topic === 'mqtt-ota/bridge/availability' && m.payload === 'online'));
+    await until('the ghost removed', () => seen.some((m) => m.topic === 'homeassistant/update/mqtt-ota/ghost/config' && m.payload === ''));
     await helper.unload();
     await until('offline', () => seen.filter((m) => m.topic === 'mqtt-ota/bridge/availability').at(-1).payload === 'offline');
   });

@@ -5,8 +5,8 @@ import { trackerFor } from '../rollout/tracker';
 import { isActive } from '../rollout/rollout-store';
 import { ErrorThrottle } from '../error-throttle';
 import {
-  HaSettings, PAYLOAD_INSTALL, bridgeAvailabilityTopic, commandFilter, discoveryConfig, entityState,
-  latestFirmware, objectIdFor, objectIdOfCommand, topicsFor,
+  EntityTopics, HaSettings, PAYLOAD_INSTALL, bridgeAvailabilityTopic, commandFilter, configFilter, discoveryConfig,
+  entityState, latestFirmware, objectIdFor, objectIdOfCommand, objectIdOfConfig, topicsFor, topicsOfObject,
 } from './entity';
 
 // Publishes one Home Assistant update entity per registered device and takes their Install
@@ -70,6 +70,8 @@ export class HomeAssistantBridge {
   private readonly entities = new Map<string, Entity>();
   private readonly byObject = new Map<string, string>();
   private readonly dirty = new Set<string>();
+  /** Entities to remove (empty retained config, state, availability), kept until published. */
+  private readonly removals = new Map<string, EntityTopics>();
   private readonly logs = new ErrorThrottle(60_000);
   private readonly limits: BridgeLimits;
   private readonly now: () => number;
@@ -98,6 +100,11 @@ export class HomeAssistantBridge {
 
   get commandFilter(): string {
     return commandFilter(this.settings);
+  }
+
+  /** Subscribed for a moment after connecting: retained configs of devices deleted meanwhile. */
+  get configFilter(): string {
+    return configFilter(this.settings);
   }
 
   get bridgeTopic(): string {
@@ -172,10 +179,37 @@ export class HomeAssistantBridge {
     this.entities.delete(id);
     this.byObject.delete(objectIdFor(id));
     this.dirty.delete(id);
-    this.ports.publish(e.topics.config, '', true);
-    this.ports.publish(e.topics.state, '', true);
-    if (this.settings.presence) this.ports.publish(e.topics.availability, '', true);
-    this.stats.published += this.settings.presence ? 3 : 2;
+    this.removals.set(objectIdFor(id), e.topics);
+    this.flushRemovals(Infinity);
+  }
+
+  /**
+   * A retained config on our config filter (the broker hands them out on subscribe): one whose
+   * object id no registered device has was left by a device deleted while Node-RED was not
+   * connected, and goes. Bounded like every other publish.
+   */
+  retainedConfig(topic: string, payload: Buffer | string): void {
+    const object = objectIdOfConfig(this.settings, topic);
+    if (object === undefined || payload.length === 0 || this.byObject.has(object)) return;
+    if (this.removals.size < 100_000) this.removals.set(object, topicsOfObject(this.settings, object));
+  }
+
+  /** Publishes pending removals within `budget`; returns what is left of it. */
+  private flushRemovals(budget: number): number {
+    for (const [object, t] of this.removals) {
+      if (budget < 3) break;
+      if (this.byObject.has(object)) {
+        this.removals.delete(object); // registered again meanwhile
+        continue;
+      }
+      if (!this.ports.publish(t.config, '', true)) return 0;
+      this.ports.publish(t.state, '', true);
+      this.ports.publish(t.availability, '', true);
+      this.removals.delete(object);
+      this.stats.published += 3;
+      budget -= 3;
+    }
+    return budget;
   }
 
   private presence(ev: PresenceEvent): void {
@@ -194,7 +228,8 @@ export class HomeAssistantBridge {
 
   /** Publishes what is due, within the per-tick budgets; the rest waits for the next tick. */
   flush(): void {
-    let budget = this.limits.perTick;
+    let budget = this.flushRemovals(this.limits.perTick);
+    const spent = this.limits.perTick - budget;
     let checks = this.limits.checksPerTick;
     const now = this.now();
     const newest = new Map<string, FirmwareRecord | undefined>();
@@ -241,12 +276,12 @@ export class HomeAssistantBridge {
       this.dirty.delete(id);
     }
     for (const id of later) this.dirty.add(id);
-    this.stats.published += this.limits.perTick - budget;
+    this.stats.published += this.limits.perTick - spent - budget;
   }
 
   /** How many devices wait for a publish (tests, status). */
   get pending(): number {
-    return this.dirty.size;
+    return this.dirty.size + this.removals.size;
   }
 
   private note(key: string, text: string): void {
@@ -257,12 +292,18 @@ export class HomeAssistantBridge {
 
   /**
    * A message on the command filter. Only `payload_install` on the command topic of a registered
-   * device does anything, at most once per device per installIntervalMs and installsPerMinute in
-   * all; everything else is ignored with a log line (at most one a minute per kind).
+   * device does anything, unretained, at most once per device per installIntervalMs and
+   * installsPerMinute in all; everything else is ignored with a log line (at most one a minute per kind).
    */
-  command(topic: string, payload: Buffer | string): void {
+  command(topic: string, payload: Buffer | string, retained = false): void {
     const objectId = objectIdOfCommand(this.settings, topic);
     if (objectId === undefined) return; // another subscription of the connection
+    // HA publishes Install unretained (our config leaves `retain` at its default, false); a
+    // retained one would start the update again on every reconnect.
+    if (retained) {
+      this.note('retained', `Home Assistant: a retained Install on ${topic.slice(0, 200)} ignored: clear it with an empty retained publish`);
+      return;
+    }
     const id = this.byObject.get(objectId);
     const device = id ? this.repo.devices.get(id) : undefined;
     const e = id ? this.entities.get(id) : undefined;

@@ -98,8 +98,21 @@ export function objectIdOfCommand(s: HaSettings, topic: string): string | undefi
   return HA_ID.test(id) ? id : undefined;
 }
 
-export function topicsFor(s: HaSettings, deviceId: string): EntityTopics {
-  const object = objectIdFor(deviceId);
+/** The filter over every entity config of ours (this topic base), to find those left by deleted devices. */
+export function configFilter(s: HaSettings): string {
+  return `${s.prefix}/update/${nodeIdFor(s.base)}/+/config`;
+}
+
+/** The object id in a config topic of ours, or undefined. */
+export function objectIdOfConfig(s: HaSettings, topic: string): string | undefined {
+  const head = `${s.prefix}/update/${nodeIdFor(s.base)}/`;
+  if (!topic.startsWith(head) || !topic.endsWith('/config')) return undefined;
+  const id = topic.slice(head.length, -'/config'.length);
+  return HA_ID.test(id) ? id : undefined;
+}
+
+/** Topics of an object id (a device's, or one a deleted device left behind). */
+export function topicsOfObject(s: HaSettings, object: string): EntityTopics {
   const dev = `${s.base}/devices/${object}`;
   return {
     config: `${s.prefix}/update/${nodeIdFor(s.base)}/${object}/config`,
@@ -107,6 +120,10 @@ export function topicsFor(s: HaSettings, deviceId: string): EntityTopics {
     command: `${dev}/install`,
     availability: `${dev}/availability`,
   };
+}
+
+export function topicsFor(s: HaSettings, deviceId: string): EntityTopics {
+  return topicsOfObject(s, objectIdFor(deviceId));
 }
 
 /** The retained discovery config of a device's update entity. */

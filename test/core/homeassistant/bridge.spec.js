@@ -158,6 +158,42 @@ describe('Home Assistant update entities (core bridge)', () => {
     assert.strictEqual(sent.length, 3, 'nothing more for a device that is gone');
   });
 
+  it('removes the entities of devices deleted while it was away (retained configs it finds), and no other', async () => {
+    await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
+    makeBridge();
+    drain();
+    sent.length = 0;
+    const gone = topicsFor(settings, 'old.device');
+    bridge.retainedConfig(gone.config, Buffer.from('{"state_topic":"x"}'));
+    bridge.retainedConfig(topicsFor(settings, 'tb-1').config, Buffer.from('{"state_topic":"x"}'));
+    bridge.retainedConfig('homeassistant/update/someone-else/x/config', Buffer.from('{"state_topic":"x"}'));
+    bridge.retainedConfig(topicsFor(settings, 'empty').config, Buffer.alloc(0));
+    drain();
+    assert.deepStrictEqual(sent.map((m) => [m.topic, m.payload, m.retain]), [[gone.config, '', true], [gone.state, '', true], [gone.availability, '', true]]);
+  });
+
+  it('a removal while disconnected goes out once the connection is back', async () => {
+    await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
+    let up = true;
+    bridge = new HomeAssistantBridge(repo, settings, {
+      publish: (topic, payload, retain) => up && sent.push({ topic, payload, retain }) > 0,
+      install() {},
+      log: (text) => logs.push(text),
+      now: () => now,
+    }, { tickMs: 3_600_000, sweepMs: 3_600_000 });
+    bridge.start();
+    drain();
+    up = false;
+    sent.length = 0;
+    await repo.devices.remove('tb-1');
+    drain();
+    assert.deepStrictEqual(sent, []);
+    up = true;
+    bridge.resync();
+    drain();
+    assert.deepStrictEqual(sent.map((m) => m.payload), ['', '', '']);
+  });
+
   it('availability follows the gateway presence, and a late disconnect of an old session is ignored', async () => {
     await repo.devices.register({ id: 'tb-1', dialect: 'thingsboard' });
     makeBridge();
@@ -197,6 +233,14 @@ describe('Home Assistant update entities (core bridge)', () => {
       assert.deepStrictEqual(installs, []);
       assert.strictEqual(logs.length, 2, logs.join('\n'));
       assert.match(logs[0], /unknown device "ghost-0"/);
+    });
+
+    it('ignores a retained Install (it would start the update again at every reconnect)', async () => {
+      makeBridge();
+      bridge.command('mqtt-ota/devices/tb-1/install', Buffer.from('install'), true);
+      await new Promise((r) => setImmediate(r));
+      assert.deepStrictEqual(installs, []);
+      assert.match(logs[0], /retained Install/);
     });
 
     it('takes one Install per device per interval, and a bounded number a minute in all', async () => {
