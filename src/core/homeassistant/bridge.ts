@@ -1,7 +1,7 @@
 import type { OtaRepository } from '../repository';
 import type { DeviceChange } from '../devices';
 import type { DeviceRecord, FirmwareRecord, PresenceEvent } from '../types';
-import { trackerFor } from '../rollout/tracker';
+import { RolloutTracker, trackerFor } from '../rollout/tracker';
 import { isActive } from '../rollout/rollout-store';
 import { ErrorThrottle } from '../error-throttle';
 import {
@@ -78,13 +78,11 @@ export class HomeAssistantBridge {
   private tick?: ReturnType<typeof setInterval>;
   private sweep?: ReturnType<typeof setInterval>;
   private installs: number[] = [];
-  private readonly tracker;
+  private readonly tracker: RolloutTracker;
   private readonly onChange = (c: DeviceChange) => this.deviceChanged(c);
   private readonly onProgress = (_e: unknown, record: { device: string }) => this.mark(record.device);
   private readonly onUnassigned = (devices: string[]) => { for (const d of devices) this.mark(d); };
   private readonly onPresence = (ev: PresenceEvent) => this.presence(ev);
-  /** Counts for status and tests. */
-  readonly stats = { published: 0, installs: 0, ignored: 0 };
 
   constructor(
     private readonly repo: OtaRepository,
@@ -206,7 +204,6 @@ export class HomeAssistantBridge {
       this.ports.publish(t.state, '', true);
       this.ports.publish(t.availability, '', true);
       this.removals.delete(object);
-      this.stats.published += 3;
       budget -= 3;
     }
     return budget;
@@ -229,7 +226,6 @@ export class HomeAssistantBridge {
   /** Publishes what is due, within the per-tick budgets; the rest waits for the next tick. */
   flush(): void {
     let budget = this.flushRemovals(this.limits.perTick);
-    const spent = this.limits.perTick - budget;
     let checks = this.limits.checksPerTick;
     const now = this.now();
     const newest = new Map<string, FirmwareRecord | undefined>();
@@ -276,7 +272,6 @@ export class HomeAssistantBridge {
       this.dirty.delete(id);
     }
     for (const id of later) this.dirty.add(id);
-    this.stats.published += this.limits.perTick - spent - budget;
   }
 
   /** How many devices wait for a publish (tests, status). */
@@ -285,7 +280,6 @@ export class HomeAssistantBridge {
   }
 
   private note(key: string, text: string): void {
-    this.stats.ignored += 1;
     const { report, held } = this.logs.admit(key, this.now());
     if (report) this.ports.log(held ? `${text} (${held} more like it not logged)` : text);
   }
@@ -337,7 +331,6 @@ export class HomeAssistantBridge {
     }
     e.lastInstall = now;
     this.installs.push(now);
-    this.stats.installs += 1;
     Promise.resolve()
       .then(() => this.ports.install(device, firmware))
       .catch((err: Error) => this.ports.log(`Home Assistant: ${device.id}: Install failed: ${err.message}`))
