@@ -177,8 +177,7 @@ export class HomeAssistantBridge {
     this.entities.delete(id);
     this.byObject.delete(objectIdFor(id));
     this.dirty.delete(id);
-    this.removals.set(objectIdFor(id), e.topics);
-    this.flushRemovals(Infinity);
+    this.removals.set(objectIdFor(id), e.topics); // next tick, first thing
   }
 
   /**

@@ -151,6 +151,7 @@ describe('Home Assistant update entities (core bridge)', () => {
     drain();
     sent.length = 0;
     await repo.devices.remove('tb-1');
+    bridge.flush();
     const t = topicsFor(settings, 'tb-1');
     assert.deepStrictEqual(sent.map((m) => [m.topic, m.payload, m.retain]), [[t.config, '', true], [t.state, '', true], [t.availability, '', true]]);
     assert.deepStrictEqual(checkDiscovery('homeassistant', t.config, ''), []);
