@@ -9,6 +9,7 @@ import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { defaultPublicUrl } from './public-url';
 import { attachAdminApi, installAdminApiFallback } from './admin-api';
+import { startHomeAssistant } from './home-assistant';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
 // storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
@@ -96,8 +97,12 @@ export = function (RED: NodeAPI) {
     }
 
     const detachAdminApi = attachAdminApi(RED, node);
+    // Opt-in: Home Assistant update entities for the devices (src/nodes/home-assistant.ts).
+    const stopHomeAssistant = startHomeAssistant(RED, node, node.repo, config);
 
-    node.on('close', (_removed, done) => {
+    node.on('close', (_removed, closed) => {
+      // The Home Assistant bridge says offline and disconnects first.
+      const done = stopHomeAssistant ? () => stopHomeAssistant(closed) : closed;
       const r = routes.get(route);
       if (r && r.users > 1) r.users -= 1;
       else {

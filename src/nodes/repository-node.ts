@@ -1,9 +1,10 @@
 import type { OtaRepository } from '../core/repository';
 import type { Node, NodeAPI, NodeDef } from './red';
+import type { HomeAssistantDef } from './home-assistant';
 
 // What every flow node needs from the ota-repository config node.
 
-export interface OtaRepositoryDef extends NodeDef {
+export interface OtaRepositoryDef extends NodeDef, HomeAssistantDef {
   storageDir?: string;
   maxImageMB?: string | number;
   urlTtlDays?: string | number;
