@@ -67,6 +67,14 @@ export interface DeviceOptions {
    * manifest, one for the version it runs included.
    */
   tagoVersionReports?: boolean;
+  /**
+   * Tasmota: the free sketch space (bytes) an image must fit in; a larger one fails as ESP8266's
+   * updater does (HTTP_UE_TOO_LESS_SPACE) and the device fetches `-minimal` first (the two-step
+   * upgrade, docs/tasmota.md). 0 (default): any image fits.
+   */
+  tasmotaFreeSpace?: number;
+  /** Tasmota: pause between its download attempts (the device waits about 2 s; 0: retryDelayMs / 10). */
+  tasmotaAttemptDelayMs?: number;
   /** Bytes asked for per chunk (ThingsBoard request payload). */
   chunkSize?: number;
   faults?: FaultOptions;

@@ -13,6 +13,9 @@ const PATTERNS: ReadonlyArray<[RegExp, DialectName]> = [
   [/(^|\/)\$ota\/report\/[^/]+\/[^/]+$/, 'tencent'],
   // TagoIO: the device posts its variables (firmware_request) to tago/data/post.
   [/(^|\/)tago\/data\/post$/, 'tago'],
+  // Tasmota: stat/{topic}/RESULT, UPGRADE, STATUS2 and tele/{topic}/INFO1, LWT (FullTopic %prefix%/%topic%/).
+  [/(^|\/)stat\/[^/]+\/(RESULT|UPGRADE|STATUS2)$/, 'tasmota'],
+  [/(^|\/)tele\/[^/]+\/(INFO1|LWT)$/, 'tasmota'],
 ];
 
 export function detectDialect(topic: unknown): DialectName | undefined {
