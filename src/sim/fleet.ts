@@ -29,7 +29,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   smingDecoder: 'strict',
   smingVarint: true,
   tagoVersionReports: true,
-  tasmotaFreeSpace: 0,
+  tasmotaFlashSize: 0,
   tasmotaAttemptDelayMs: 0,
   chunkSize: 4096,
   faults: {},

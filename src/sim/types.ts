@@ -68,11 +68,13 @@ export interface DeviceOptions {
    */
   tagoVersionReports?: boolean;
   /**
-   * Tasmota: the free sketch space (bytes) an image must fit in; a larger one fails as ESP8266's
-   * updater does (HTTP_UE_TOO_LESS_SPACE) and the device fetches `-minimal` first (the two-step
-   * upgrade, docs/tasmota.md). 0 (default): any image fits.
+   * Tasmota: the flash (bytes) the running image and a new one share. A new image must fit in
+   * what the running one leaves (ESP.getFreeSketchSpace; before any install the running image is
+   * taken to fill half of it); a larger one fails as ESP8266's updater does
+   * (HTTP_UE_TOO_LESS_SPACE) and the device fetches `-minimal` first, which leaves room for the
+   * full image (the two-step upgrade, docs/tasmota.md). 0 (default): any image fits.
    */
-  tasmotaFreeSpace?: number;
+  tasmotaFlashSize?: number;
   /** Tasmota: pause between its download attempts (the device waits about 2 s; 0: retryDelayMs / 10). */
   tasmotaAttemptDelayMs?: number;
   /** Bytes asked for per chunk (ThingsBoard request payload). */

@@ -107,11 +107,12 @@ export function tasmota(device: SimDevice): DialectDriver {
         device.setState('downloading');
         abort = new AbortController();
         const controller = abort;
-        const free = device.options.tasmotaFreeSpace;
+        const flash = device.options.tasmotaFlashSize;
+        const free = flash - (device.image?.length ?? Math.floor(flash / 2));
         try {
           const got = await deviceDownload(device, url, undefined, controller.signal, (_received, total) => {
             // The updater compares Content-Length with the free sketch space before writing.
-            if (free > 0 && total > free) controller.abort(new TooLarge('Not Enough space'));
+            if (flash > 0 && total > free) controller.abort(new TooLarge('Not Enough space'));
           });
           if (got.md5 && createHash('md5').update(got.data).digest('hex') !== got.md5.toLowerCase()) throw new Error('MD5 Check Failed');
           device.setState('downloaded');
