@@ -114,7 +114,7 @@ export interface GroupOptions extends Partial<DeviceOptions> {
 }
 
 export interface FleetOptions extends DeviceOptions {
-  /** One group: dialect + count. Or several groups (e.g. all five dialects for the demo). */
+  /** One group: dialect + count. Or several groups (e.g. all six dialects for the demo). */
   dialect?: DialectName;
   count?: number;
   groups?: GroupOptions[];

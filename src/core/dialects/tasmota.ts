@@ -92,6 +92,9 @@ export const tasmota: Dialect = {
         'publicUrl',
       );
     }
+    // The standard (ESP8266) build downloads with a plain WiFiClient: only ESP32 builds with
+    // USE_WEBCLIENT_HTTPS take https (support_tasmota.ino, Every250mSeconds).
+    if (url.startsWith('https:')) ctx.warn?.(`tasmota notice for ${ctx.device.id}: an https URL is fetched only by ESP32 builds with USE_WEBCLIENT_HTTPS; ESP8266 builds download over http`);
     // Never retained: Tasmota runs a retained command again at every connection (an upgrade loop).
     return [
       { topic: fill(t.otaUrl, vars, `tasmota notice for ${ctx.device.id}`), payload: url, qos: 1, retain: false },

@@ -39,6 +39,15 @@ describe('tasmota dialect: notice', function () {
     assert.throws(() => tasmota.notice({ device: plug, firmware: fw, image: Buffer.from('x'), downloadUrl: () => '', compactDownloadUrl: long }), /Tasmota keeps 150 of its OtaUrl.*public URL/);
   });
 
+  it('warns that only ESP32 builds with USE_WEBCLIENT_HTTPS fetch an https URL', function () {
+    const warnings = [];
+    tasmota.notice({ device: plug, firmware: fw, image: Buffer.from('x'), downloadUrl: () => '', compactDownloadUrl: (f) => `https://h/${f}`, warn: (t) => warnings.push(t) });
+    assert.strictEqual(warnings.length, 1);
+    assert.match(warnings[0], /ESP8266 builds download over http/);
+    tasmota.notice({ device: plug, firmware: fw, image: Buffer.from('x'), downloadUrl: () => '', compactDownloadUrl: (f) => `http://h/${f}`, warn: (t) => warnings.push(t) });
+    assert.strictEqual(warnings.length, 1);
+  });
+
   it('uses the topic templates a custom FullTopic needs', function () {
     const outs = tasmota.notice({ device: plug, firmware: fw, image: Buffer.from('x'), downloadUrl: () => '', compactDownloadUrl: (f) => `http://h/${f}` }, { topics: { otaUrl: 'home/{device}/cmnd/OtaUrl', upgrade: 'home/{device}/cmnd/Upgrade' } });
     assert.deepStrictEqual(outs.map((o) => o.topic), ['home/plug-1/cmnd/OtaUrl', 'home/plug-1/cmnd/Upgrade']);
