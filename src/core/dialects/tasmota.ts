@@ -1,7 +1,7 @@
 import { OtaError, type ProgressEvent } from '../types';
 import type { Dialect } from './dialect';
-import { fill, filterOf, isObject, json, match, now, templatesOf, text, varsOf } from './topics';
-import { isGzip } from '../firmware/download';
+import { compile, fill, filterOf, isObject, json, now, templatesOf, text, varsOf } from './topics';
+import { isGzip } from '../firmware/gzip';
 
 // Tasmota (docs/tasmota.md has every fact below with the Tasmota source line it comes from).
 // Commands arrive on cmnd/{topic}/{Command} (FullTopic "%prefix%/%topic%/", prefixes cmnd, stat,
@@ -24,6 +24,22 @@ const TOPICS = {
  * and the download fails. support_tasmota.ino, GetOtaUrl and the OTA case of Every250mSeconds.
  */
 export const MAX_OTA_URL = 150;
+
+/**
+ * A topic matching a template exactly, with no levels in front: Tasmota's topics are never
+ * namespaced, and `ota/{device}/stat/plug-1/UPGRADE` is a namespaced device's own topic, which
+ * must not speak for plug-1.
+ */
+function exact(template: string, topic: string): Record<string, string> | undefined {
+  const { re, names } = compile(template, false);
+  const m = re.exec(topic);
+  if (!m) return undefined;
+  const groups: Record<string, string> = {};
+  names.forEach((name, i) => {
+    if (m[i + 1] !== undefined) groups[name] = m[i + 1];
+  });
+  return groups;
+}
 
 /** The image name Tasmota's minimal build reports in its version ("14.3.0(minimal)"). */
 const MINIMAL = 'minimal';
@@ -111,7 +127,7 @@ export const tasmota: Dialect = {
     let kind: 'result' | 'status2' | 'info1' | 'lwt' | undefined;
     let g: Record<string, string> | undefined;
     for (const [key, k] of [['result', 'result'], ['upgradeResult', 'result'], ['status2', 'status2'], ['info1', 'info1'], ['lwt', 'lwt']] as const) {
-      g = match(t[key], topic, options);
+      g = exact(t[key], topic);
       if (g) {
         kind = k;
         break;

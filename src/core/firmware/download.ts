@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import type { IncomingMessage, ServerResponse } from 'http';
 import { verifyCompact, verifySignature } from './url-signing';
+import { isGzip } from './gzip';
 import type { OtaRepository } from '../repository';
 import type { FirmwareRecord } from '../types';
 
@@ -25,11 +26,6 @@ export interface DownloadRequest {
  * would answer). Anything else is 404.
  */
 export const COMPACT_FILE = /^fw(-minimal)?\.bin(\.gz)?$/;
-const GZIP = Buffer.from([0x1f, 0x8b]);
-
-export function isGzip(head: Buffer): boolean {
-  return head.length >= 2 && head[0] === GZIP[0] && head[1] === GZIP[1];
-}
 
 /** The first two bytes of a stored image (empty when it cannot be read: the download then fails its own way). */
 function readHead(file: string): Buffer {

@@ -94,6 +94,12 @@ describe('tasmota dialect: uplinks', function () {
     assert.match(parse('stat/plug-1/STATUS2', { Status: {} }).error, /StatusFWR/);
   });
 
+  it('lets no namespaced device speak for a plug: ota/{id}/stat/plug-1/UPGRADE is no Tasmota uplink', function () {
+    assert.strictEqual(parse('ota/tb-1/stat/plug-1/UPGRADE', { Upgrade: 'Successful. Restarting' }).foreign, true);
+    assert.strictEqual(parse('ota/tb-1/tele/plug-1/INFO1', { Info1: { Version: '14.3.0(tasmota)' } }).foreign, true);
+    assert.strictEqual(detectDialect('ota/tb-1/tele/plug-1/INFO1'), undefined);
+  });
+
   it('is detected from its topics, and subscribes to the four it reads', function () {
     for (const t of ['stat/p/RESULT', 'stat/p/UPGRADE', 'stat/p/STATUS2', 'tele/p/INFO1', 'tele/p/LWT']) assert.strictEqual(detectDialect(t), 'tasmota', t);
     assert.strictEqual(detectDialect('stat/p/POWER'), undefined);
