@@ -163,6 +163,8 @@ describe('compact download route: the names Tasmota itself asks for', function (
   });
 
   it('serves fw.bin, and fw-minimal.bin (Tasmota\'s own rewrite of it) as the {title}-minimal companion, with x-MD5', async function () {
+    const events = [];
+    repo.on('download', (e) => events.push(e));
     const url = repo.compactDownloadUrl(full, 'plug-1', 'fw.bin');
     assert.ok(url.length <= MAX_OTA_URL, `${url.length} characters`);
     assert.ok(!url.includes('%'), 'Tasmota formats an OtaUrl holding %d');
@@ -175,6 +177,11 @@ describe('compact download route: the names Tasmota itself asks for', function (
     assert.strictEqual(b.status, 200);
     assert.ok(b.body.equals(small));
     assert.strictEqual(b.headers['x-md5'], minimal.checksums.md5);
+    // The download progress the rollout reads: the full image's under its own id (the assigned
+    // firmware), the minimal companion's under its id (a detour the record does not count).
+    await new Promise((r) => setImmediate(r));
+    const done = events.filter((e) => e.complete).map((e) => [e.device, e.firmware, e.size]);
+    assert.deepStrictEqual(done, [['plug-1', full.id, image.length], ['plug-1', minimal.id, small.length]]);
   });
 
   it('answers a .gz name only for a gzip image, and nothing but the four names', async function () {
