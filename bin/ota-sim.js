@@ -10,7 +10,7 @@ const HELP = `Usage: ota-sim [options]
 Simulates devices that update their firmware over MQTT the way real devices of each platform do.
 
   --broker URL          MQTT broker (default $OTA_BROKER_URL or mqtt://127.0.0.1:1883)
-  --dialect NAME        thingsboard | tago | tencent | biotz | sming | all (default thingsboard)
+  --dialect NAME        thingsboard | tago | tencent | biotz | sming | tasmota | all (default thingsboard)
   --count N             devices per dialect (default 1)
   --groups LIST         several groups, e.g. thingsboard:5,tago:2,sming:1 (instead of --dialect/--count)
   --id PATTERN          device id pattern; {n} number, {i} fleet index, {dialect} (default {dialect}-{n})
@@ -31,6 +31,8 @@ Simulates devices that update their firmware over MQTT the way real devices of e
   --sming-one-byte      Sming one-byte patch version instead of varint
   --tago-seed           TagoIO devices as the seed's script: no firmware_version/firmware_status
                         reports, they subscribe and wait
+  --tasmota-flash BYTES Tasmota: flash the running image and a new one share; an image that does
+                        not fit goes through {title}-minimal first (default: any image fits)
   --chunk-size BYTES    ThingsBoard chunk size asked for (default 4096)
   --protocol-version V  4 (MQTT 3.1.1, default) or 5; ThingsBoard devices with 5 behave as the
                         stock Python SDK (subscribe v2/fw/response/+: needs the ota-gateway)
@@ -70,7 +72,7 @@ function main() {
         broker: { type: 'string' }, dialect: { type: 'string' }, count: { type: 'string' }, groups: { type: 'string' },
         id: { type: 'string' }, token: { type: 'string' }, 'client-id': { type: 'string' }, 'device-secret': { type: 'string' }, 'start-index': { type: 'string' },
         version: { type: 'string' }, title: { type: 'string' }, product: { type: 'string' }, customer: { type: 'string' },
-        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' }, 'tago-seed': { type: 'boolean' },
+        app: { type: 'string' }, 'sming-prefix': { type: 'string' }, 'sming-decoder': { type: 'string' }, 'sming-one-byte': { type: 'boolean' }, 'tago-seed': { type: 'boolean' }, 'tasmota-flash': { type: 'string' },
         'chunk-size': { type: 'string' }, concurrency: { type: 'string' }, 'protocol-version': { type: 'string' },
         'drop-at': { type: 'string' }, 'corrupt-chunk': { type: 'string' }, 'stall-at': { type: 'string' }, 'stall-ms': { type: 'string' },
         'fault-devices': { type: 'string' }, 'fail-rate': { type: 'string' }, 'fail-devices': { type: 'string' }, 'exit-when-updated': { type: 'boolean' }, timeout: { type: 'string' },
@@ -93,7 +95,7 @@ function main() {
     fail('dist/sim is missing: run `npm run build` first');
   }
 
-  const ALL = ['thingsboard', 'tago', 'tencent', 'biotz', 'sming'];
+  const ALL = ['thingsboard', 'tago', 'tencent', 'biotz', 'sming', 'tasmota'];
   const count = number(args.count, 'count') ?? 1;
   let groups;
   if (args.groups) {
@@ -131,6 +133,7 @@ function main() {
     smingDecoder: decoder,
     smingVarint: args['sming-one-byte'] ? false : undefined,
     tagoVersionReports: args['tago-seed'] ? false : undefined,
+    tasmotaFlashSize: number(args['tasmota-flash'], 'tasmota-flash'),
     chunkSize: number(args['chunk-size'], 'chunk-size', { min: 1 }),
     protocolVersion: number(args['protocol-version'], 'protocol-version', { min: 4 }),
     concurrency: number(args.concurrency, 'concurrency', { min: 1 }),

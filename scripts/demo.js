@@ -3,7 +3,7 @@
 //   simulated devices ──► ota-gateway (:OTA_MQTT_PORT) ──► broker ◄── Node-RED (:NODE_RED_PORT)
 // An embedded aedes broker (or OTA_BROKER_URL), stock Node-RED 4 with this package linked into
 // .demo/ (git-ignored) and the "Full pipeline" example deployed, a demo image registered and
-// assigned through the admin API, and a simulated fleet of all five dialects updating while you
+// assigned through the admin API, and a simulated fleet of all six dialects updating while you
 // watch. Ctrl-C stops everything.
 //
 //   npm start                      # the lot

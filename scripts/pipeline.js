@@ -130,6 +130,8 @@ function fleetPlan({ count = 2, size = 128 * 1024, from = '1.0.0' } = {}) {
     { dialect: 'tencent', idPattern: 'tencent-{n}', product: 'DEMO', deviceSecretPattern: 'ZGVtby1kZXZpY2Utc2VjcmV0', version: from },
     { dialect: 'biotz', idPattern: 'biotz-{n}', tokenPattern: 'biotz-token-{n}', customer: 'demo-customer', version: `${title} ${from}` },
     { dialect: 'sming', idPattern: 'sming-{n}', app: 'demo', version: from },
+    // Tasmota plugs log in with their token as MQTT user (Tasmota's MqttUser).
+    { dialect: 'tasmota', idPattern: 'tasmota-{n}', tokenPattern: 'tasmota-token-{n}', version: from },
   ].map((g) => ({ ...g, count }));
   const devices = [];
   for (const g of groups) {

@@ -16,11 +16,13 @@ function ownTopics(dialect, id, attributes = {}) {
     return { sub: [`$ota/update/${product}/${id}`, `$ota/report/${product}/${id}`, `${product}/${id}/#`], pub: [`$ota/report/${product}/${id}`, `${product}/${id}/#`] };
   }
   if (dialect === 'sming') return app ? { sub: [`a/${app}/u/#`, `/a/${app}/u/#`], pub: [] } : { sub: [], pub: [] };
+  // Tasmota: commands in on its own cmnd topic only, answers out on its own stat and tele.
+  if (dialect === 'tasmota') return { sub: [`cmnd/${id}/#`], pub: [`stat/${id}/#`, `tele/${id}/#`] };
   return { sub: [], pub: [] };
 }
 
 /** Notice topics of every per-device dialect: no device publishes there. */
-const NOTICE_FILTERS = ['biotz/1/0/+/+/subscribe/firmware/update', '$ota/update/+/+', 'a/+/u/+', '/a/+/u/+'];
+const NOTICE_FILTERS = ['biotz/1/0/+/+/subscribe/firmware/update', '$ota/update/+/+', 'a/+/u/+', '/a/+/u/+', 'cmnd/+/#'];
 
 /** MQTT matching (3.1.1 4.7): a filter's leading wildcard never matches a `$` topic. */
 function topicMatches(filter, topic) {

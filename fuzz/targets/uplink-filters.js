@@ -88,7 +88,7 @@ const policy = {
   name: 'gateway policy',
   weight: 12,
   gen(rng) {
-    const dialect = rng.pick(['biotz', 'tencent', 'sming', 'thingsboard', 'tago']);
+    const dialect = rng.pick(['biotz', 'tencent', 'sming', 'thingsboard', 'tago', 'tasmota']);
     const id = rng.chance(0.8) ? rng.pick(DEVICE_IDS) : g.randomText(rng, rng.range(1, 6)).replace(/[^A-Za-z0-9._:@-]/g, '') || 'z';
     const attributes = {};
     if (rng.chance(0.6)) attributes.customer = rng.pick(['c1', 'c2', '1']);
@@ -97,7 +97,8 @@ const policy = {
     const other = rng.pick(DEVICE_IDS);
     const bases = [
       ...oracle.ownTopics(dialect, id, attributes).sub,
-      ...oracle.ownTopics(rng.pick(['biotz', 'tencent', 'sming', 'thingsboard']), other, { customer: 'c1', product: 'P1', app: 'lamp' }).sub,
+      ...oracle.ownTopics(rng.pick(['biotz', 'tencent', 'sming', 'thingsboard', 'tasmota']), other, { customer: 'c1', product: 'P1', app: 'lamp' }).sub,
+      `cmnd/${other}/Upgrade`, 'cmnd/tasmotas/#', `stat/${other}/RESULT`, `tele/${id}/LWT`, `stat/${id}/UPGRADE`,
       '#', '+/#', `+/${id}/#`, `$share/${id}/#`, `$share/g/+/${id}/#`, `$SYS/${id}/#`, `$share/${attributes.product || 'P1'}/${id}/x`,
       'a/lamp/u/9.9', `a/${id}/u/9.9`, `biotz/1/0/c1/${other}/subscribe/firmware/update`, `$ota/update/P1/${other}`, `${id}/${id}/#`, `ota/${other}/v1/devices/me/attributes`,
     ];

@@ -60,6 +60,15 @@ const SEEDS = {
     ['tago/data/post', [{ variable: 'firmware_version', value: '1.2.0' }]],
     ['tago/data/post', { variable: 'firmware_status', value: 'failed', metadata: { error: 'flash write' } }],
   ],
+  tasmota: [
+    ['stat/{d}/RESULT', { Upgrade: 'Version 14.2.0(tasmota) from http://h/ota/dl/f/d/k/fw.bin' }],
+    ['stat/{d}/RESULT', { POWER: 'ON' }],
+    ['stat/{d}/UPGRADE', { Upgrade: 'Failed Not Enough space' }],
+    ['stat/{d}/UPGRADE', { Upgrade: 'Successful. Restarting' }],
+    ['tele/{d}/INFO1', { Info1: { Module: 'Generic', Version: '14.3.0(minimal)', FallbackTopic: 'cmnd/DVES_1_fb/', GroupTopic: 'cmnd/tasmotas/' } }],
+    ['stat/{d}/STATUS2', { StatusFWR: { Version: '14.3.0(release-tasmota)' } }],
+    ['tele/{d}/LWT', 'Offline'],
+  ],
   sming: [['a/lamp/u/1.0', 'x']],
   biotz: [['biotz/1/0/c1/{d}/subscribe/firmware/update', {}]],
 };
@@ -124,7 +133,7 @@ const progressParserPath = {
   name: 'progress-parser uplink',
   weight: 15,
   gen(rng) {
-    return uplink(rng, rng.pick(['thingsboard', 'tencent', 'tago']));
+    return uplink(rng, rng.pick(['thingsboard', 'tencent', 'tago', 'tasmota']));
   },
   check(c) {
     try {
@@ -301,7 +310,7 @@ function recordFuzzer(repo) {
     name: 'rollout records',
     weight: 4,
     gen(rng) {
-      const c = uplink(rng, rng.pick(['thingsboard', 'tencent', 'tago']));
+      const c = uplink(rng, rng.pick(['thingsboard', 'tencent', 'tago', 'tasmota']));
       c.device = rng.pick(['d1', 'lamp', 'tg1', 'ghost-1', 'constructor']);
       return c;
     },

@@ -6,7 +6,7 @@ import { writeFileAtomicSync } from './atomic-file';
 import { prepareStorageDir } from './storage-dir';
 import { BlobStore } from './firmware/blob-store';
 import { Catalogue, DEFAULT_MAX_IMAGE_BYTES } from './firmware/catalogue';
-import { DEFAULT_URL_TTL_SECONDS, signedPath } from './firmware/url-signing';
+import { DEFAULT_URL_TTL_SECONDS, compactSignedPath, signedPath } from './firmware/url-signing';
 import { DeviceRegistry } from './devices';
 import { RolloutStore } from './rollout/rollout-store';
 import { FirmwareRecord, OtaError } from './types';
@@ -85,6 +85,12 @@ export class OtaRepository extends EventEmitter {
   downloadUrl(firmware: FirmwareRecord, device: string): string {
     const expires = Math.floor(this.now().getTime() / 1000) + this.urlTtlSeconds;
     return this.publicUrl + signedPath(this.secret, this.downloadPath, { firmware: firmware.id, device, expires });
+  }
+
+  /** The same URL in the compact form (url-signing.ts), ending in `file` (download.ts COMPACT_FILE). */
+  compactDownloadUrl(firmware: FirmwareRecord, device: string, file: string): string {
+    const expires = Math.floor(this.now().getTime() / 1000) + this.urlTtlSeconds;
+    return this.publicUrl + compactSignedPath(this.secret, this.downloadPath, { firmware: firmware.id, device, expires }, file);
   }
 
   /** Deletes a firmware unless some device is still assigned it. */

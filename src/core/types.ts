@@ -1,6 +1,6 @@
 // The shared vocabulary of the package: firmware, devices, progress. Nothing here knows Node-RED.
 
-export const DIALECTS = ['biotz', 'sming', 'tago', 'tencent', 'thingsboard'] as const;
+export const DIALECTS = ['biotz', 'sming', 'tago', 'tasmota', 'tencent', 'thingsboard'] as const;
 export type DialectName = (typeof DIALECTS)[number];
 
 /**

@@ -22,6 +22,10 @@ const FENCES: FenceSpec[] = [
   // Sming notices are shared by every device of an app, with or without the seed's leading slash.
   { dialect: 'sming', pattern: 'a/{app}/u/#', notice: true },
   { dialect: 'sming', pattern: '/a/{app}/u/#', notice: true },
+  // Tasmota: commands are its notices; what it says on stat and tele is its own.
+  { dialect: 'tasmota', pattern: 'cmnd/{device}/#', notice: true },
+  { dialect: 'tasmota', pattern: 'stat/{device}/#', notice: false },
+  { dialect: 'tasmota', pattern: 'tele/{device}/#', notice: false },
 ];
 
 /**

@@ -5,7 +5,7 @@ import { contains, isFilter, isTopicName, matches } from './topics';
 // What a device may do with topics, and how its topics look upstream. Two kinds:
 // - namespaced dialects (ThingsBoard, TagoIO) share topic names across devices, so every topic
 //   moves into `{ns}/{deviceId}/`; inside it the device may do anything, outside it nothing.
-// - per-device dialects (Biotz, Tencent, Sming) keep their real topics; ACL rules say which.
+// - per-device dialects (Biotz, Tencent, Sming, Tasmota) keep their real topics; ACL rules say which.
 
 export { NAMESPACED_DIALECTS };
 
@@ -23,7 +23,7 @@ export interface AclRule {
  * Default rules. For publishes the first rule matching the topic decides, so the notice topics
  * (subscribe-only: a device may never publish its own update notice) come first.
  */
-export const DEFAULT_ACL_RULES: Record<'biotz' | 'tencent' | 'sming', AclRule[]> = {
+export const DEFAULT_ACL_RULES: Record<'biotz' | 'tencent' | 'sming' | 'tasmota', AclRule[]> = {
   biotz: [
     { pattern: 'biotz/1/0/{customer}/{device}/subscribe/firmware/update', subscribe: true, publish: false },
     { pattern: 'biotz/1/0/{customer}/{device}/#', subscribe: true, publish: true },
@@ -38,6 +38,15 @@ export const DEFAULT_ACL_RULES: Record<'biotz' | 'tencent' | 'sming', AclRule[]>
   sming: [
     { pattern: 'a/{app}/u/#', subscribe: true, publish: false },
     { pattern: '/a/{app}/u/#', subscribe: true, publish: false },
+  ],
+  // Tasmota (FullTopic %prefix%/%topic%/, docs/tasmota.md): commands come down on its own cmnd
+  // topic, which it never publishes on (the server alone commands it); it answers on stat and
+  // tele. Its group topic (cmnd/tasmotas/#) and fallback topic (cmnd/DVES_..._fb/#) are refused:
+  // through them anyone could command a whole group.
+  tasmota: [
+    { pattern: 'cmnd/{device}/#', subscribe: true, publish: false },
+    { pattern: 'stat/{device}/#', subscribe: false, publish: true },
+    { pattern: 'tele/{device}/#', subscribe: false, publish: true },
   ],
 };
 

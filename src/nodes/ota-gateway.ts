@@ -162,6 +162,11 @@ export = function (RED: NodeAPI) {
       else warnOnce('refused', e.clientId, RED._('ota-gateway.warn.refused', { clientId: e.clientId, reason: e.reason, remote: e.remote }));
     });
     gateway.on('denied', (e: { deviceId: string; kind: string; topic: string }) => {
+      // Every Tasmota plug subscribes its group and fallback topics at each connection
+      // (docs/tasmota.md): refused by design, counted, not worth a warning per plug. Reaching
+      // for a registered device's commands still warns.
+      const level = /^cmnd\/([^/]+)\/#$/.exec(e.topic)?.[1];
+      if (e.kind === 'subscribe' && level !== undefined && !repo.devices.get(level) && repo.devices.get(e.deviceId)?.dialect === 'tasmota') return;
       warnOnce('denied', `${e.deviceId}:${e.kind}:${e.topic}`, RED._('ota-gateway.warn.denied', e));
     });
     gateway.on('error', (err: Error) => {

@@ -79,16 +79,20 @@ export = function (RED: NodeAPI) {
     };
 
     const route = `${downloadPath}/:firmware/:device`;
+    // The compact form of the same URL (Tasmota's OtaUrl holds 150 characters): url-signing.ts.
+    const compactRoute = `${route}/:key/:file`;
     const handler = (req: HttpRequest, res: HttpResponse) => {
       const q = (k: string) => (typeof req.query[k] === 'string' ? (req.query[k] as string) : undefined);
       const served = routes.get(route)?.repo ?? node.repo;
       const images = deliveryFor(served, (r) => served.firmware.read(r)).cache;
-      serveDownload(served, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s') }, req, res, (r) => images.get(r));
+      const compact = typeof req.params.key === 'string' && typeof req.params.file === 'string' ? { key: req.params.key, file: req.params.file } : undefined;
+      serveDownload(served, { firmware: req.params.firmware, device: req.params.device, expires: q('e'), signature: q('s'), ...(compact ? { compact } : {}) }, req, res, (r) => images.get(r));
     };
     // Express answers HEAD with the GET route; serveDownload sends headers only for HEAD.
     const routeEntry = routes.get(route);
     if (!routeEntry) {
       RED.httpNode.get(route, handler);
+      RED.httpNode.get(compactRoute, handler);
       routes.set(route, { users: 1, repo: node.repo });
     } else {
       if (routeEntry.repo !== node.repo) node.warn(RED._('ota-repository.warn.sharedRoute', { path: downloadPath }));
@@ -108,6 +112,7 @@ export = function (RED: NodeAPI) {
       else {
         routes.delete(route);
         removeRoutes(RED.httpNode, route);
+        removeRoutes(RED.httpNode, compactRoute);
       }
       detachAdminApi();
       mine.nodes -= 1;

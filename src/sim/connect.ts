@@ -13,6 +13,8 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** 4 (MQTT 3.1.1, default) or 5. */
   protocolVersion?: 4 | 5;
+  /** Last will (Tasmota's LWT "Offline", retained). */
+  will?: { topic: string; payload: string; qos: 0 | 1; retain: boolean };
 }
 
 type NoDelayStream = Duplex & { setNoDelay?: (noDelay?: boolean) => unknown };
@@ -29,6 +31,7 @@ export function connectClient(broker: string, opts: ConnectOptions): mqtt.MqttCl
     // The device's own code subscribes again on every connect, as firmware does.
     resubscribe: false,
     manualConnect: true,
+    ...(opts.will ? { will: { ...opts.will, payload: Buffer.from(opts.will.payload) } } : {}),
   });
   // streamBuilder is private in mqtt.js's typings but a plain field at run time (checked on 5.16).
   const internals = client as unknown as { streamBuilder: (c: mqtt.MqttClient) => Duplex };

@@ -18,6 +18,8 @@ export type ResolvedOptions = Required<Omit<DeviceOptions, 'faults' | 'faultDevi
 export interface DialectDriver {
   /** MQTT credentials; the client id is the device's. */
   credentials(): { username?: string; password?: string };
+  /** The last will the device connects with, if any (Tasmota's LWT). */
+  will?(): { topic: string; payload: string; qos: 0 | 1; retain: boolean };
   /** Runs after every (re)connect: subscribe, report, resume. */
   onConnect(): Promise<void>;
   onMessage(topic: string, payload: Buffer, retain: boolean): void;
@@ -115,6 +117,7 @@ export class SimDevice extends EventEmitter {
       reconnectMs: this.options.reconnectMs,
       connectTimeoutMs,
       protocolVersion: this.options.protocolVersion,
+      ...(this.driver.will ? { will: this.driver.will() } : {}),
     });
     this.client = client;
     client.on('message', (topic, payload, packet) => {

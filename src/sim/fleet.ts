@@ -8,13 +8,14 @@ import type { DeviceOptions, FleetOptions, GroupOptions, ProgressInfo, SimState 
 import { biotz } from './dialects/biotz';
 import { sming } from './dialects/sming';
 import { tago } from './dialects/tago';
+import { tasmota } from './dialects/tasmota';
 import { tencent } from './dialects/tencent';
 import { thingsboard } from './dialects/thingsboard';
 
 // A fleet: groups of simulated devices (one dialect each), a shared download-slot semaphore for
 // `concurrency`, and the waits and summaries tests and the terminal display need.
 
-export const DRIVERS: Record<DialectName, DriverFactory> = { biotz, sming, tago, tencent, thingsboard };
+export const DRIVERS: Record<DialectName, DriverFactory> = { biotz, sming, tago, tasmota, tencent, thingsboard };
 
 const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   idPattern: '{dialect}-{n}',
@@ -28,6 +29,8 @@ const DEFAULTS: Omit<ResolvedOptions, 'broker'> = {
   smingDecoder: 'strict',
   smingVarint: true,
   tagoVersionReports: true,
+  tasmotaFlashSize: 0,
+  tasmotaAttemptDelayMs: 0,
   chunkSize: 4096,
   faults: {},
   chunkTimeoutMs: 10_000,
@@ -94,7 +97,7 @@ export class Fleet extends EventEmitter {
     this.slots = new Semaphore(limit);
     const groups: GroupOptions[] = options.groups ?? [{ dialect: options.dialect as DialectName, count: options.count ?? 1 }];
     for (const [g, group] of groups.entries()) {
-      if (!isDialectName(group.dialect)) throw new Error(`unknown dialect ${String(group.dialect)} (one of biotz, sming, tago, tencent, thingsboard)`);
+      if (!isDialectName(group.dialect)) throw new Error(`unknown dialect ${String(group.dialect)} (one of biotz, sming, tago, tasmota, tencent, thingsboard)`);
       const merged = { ...options, ...group } as DeviceOptions & GroupOptions;
       checkOptions(merged);
       const resolved: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(merged), faults: merged.faults ?? {} } as ResolvedOptions;

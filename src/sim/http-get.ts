@@ -36,6 +36,8 @@ export interface HttpDownloadOptions {
 export interface HttpDownloadResult {
   data: Buffer;
   etag?: string;
+  /** The server's x-MD5 header (what ESP8266httpUpdate checks the image against), if it sent one. */
+  md5?: string;
   /** GET requests made (1 + resumes). */
   requests: number;
 }
@@ -46,6 +48,7 @@ const LOST = 0;
 interface Attempt {
   status: number;
   etag?: string;
+  md5?: string;
   total?: number;
   ended: boolean;
 }
@@ -63,6 +66,7 @@ export async function httpDownload(opts: HttpDownloadOptions): Promise<HttpDownl
   const pieces: Buffer[] = [];
   let received = 0;
   let etag: string | undefined;
+  let md5: string | undefined;
   let total: number | undefined;
   let requests = 0;
   for (;;) {
@@ -84,6 +88,7 @@ export async function httpDownload(opts: HttpDownloadOptions): Promise<HttpDownl
       return received;
     });
     if (attempt.etag) etag = attempt.etag;
+    if (attempt.md5) md5 = attempt.md5;
     if (attempt.total !== undefined) total = attempt.total;
     if (attempt.status === 416 && total !== undefined && received === total) break;
     if (attempt.status !== 200 && attempt.status !== 206 && attempt.status !== LOST) {
@@ -93,7 +98,7 @@ export async function httpDownload(opts: HttpDownloadOptions): Promise<HttpDownl
     if (requests > maxResumes) throw new HttpDownloadError(`connection lost ${requests} times`);
     await sleep(opts.resumeDelayMs ?? 100, opts.signal);
   }
-  return { data: Buffer.concat(pieces), etag, requests };
+  return { data: Buffer.concat(pieces), etag, ...(md5 ? { md5 } : {}), requests };
 }
 
 /** One GET; resolves when the body ends or the connection is lost (ended=false), never rejects on a cut. */
@@ -122,6 +127,7 @@ function getOnce(
       const status = res.statusCode ?? 0;
       const etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
       const attempt: Attempt = { status, etag, ended: false };
+      if (typeof res.headers['x-md5'] === 'string') attempt.md5 = res.headers['x-md5'];
       if (status === 206) {
         const m = /\/(\d+)\s*$/.exec(String(res.headers['content-range'] ?? ''));
         if (m) attempt.total = Number(m[1]);

@@ -67,6 +67,16 @@ export interface DeviceOptions {
    * manifest, one for the version it runs included.
    */
   tagoVersionReports?: boolean;
+  /**
+   * Tasmota: the flash (bytes) the running image and a new one share. A new image must fit in
+   * what the running one leaves (ESP.getFreeSketchSpace; before any install the running image is
+   * taken to fill half of it); a larger one fails as ESP8266's updater does
+   * (HTTP_UE_TOO_LESS_SPACE) and the device fetches `-minimal` first, which leaves room for the
+   * full image (the two-step upgrade, docs/tasmota.md). 0 (default): any image fits.
+   */
+  tasmotaFlashSize?: number;
+  /** Tasmota: pause between its download attempts (the device waits about 2 s; 0: retryDelayMs / 10). */
+  tasmotaAttemptDelayMs?: number;
   /** Bytes asked for per chunk (ThingsBoard request payload). */
   chunkSize?: number;
   faults?: FaultOptions;
@@ -104,7 +114,7 @@ export interface GroupOptions extends Partial<DeviceOptions> {
 }
 
 export interface FleetOptions extends DeviceOptions {
-  /** One group: dialect + count. Or several groups (e.g. all five dialects for the demo). */
+  /** One group: dialect + count. Or several groups (e.g. all six dialects for the demo). */
   dialect?: DialectName;
   count?: number;
   groups?: GroupOptions[];

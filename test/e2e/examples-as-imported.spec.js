@@ -63,6 +63,7 @@ const SINGLE = {
   'Tencent IoT Hub devices.json': { dialect: 'tencent', title: 'my-app', from: '1.0.0', to: '1.1.0', attributes: { product: 'MYPRODUCT' }, group: { product: 'MYPRODUCT' } },
   'Biotz devices.json': { dialect: 'biotz', title: 'my-app', from: 'my-app 1.0.0', to: '1.1.0', attributes: { customer: 'my-customer' }, group: { customer: 'my-customer' } },
   'Sming devices.json': { dialect: 'sming', title: 'my-app', from: '4.3.1', to: '4.3.2', attributes: { app: 'test' }, group: { app: 'test' } },
+  'Tasmota devices.json': { dialect: 'tasmota', title: 'tasmota', from: '14.2.0', to: '14.3.0', group: {} },
 };
 
 describe('examples as imported, on stock Node-RED with a broker at localhost', function () {

@@ -45,7 +45,7 @@ describe('installing the packed tarball into a fresh Node-RED', function () {
       const ok = typeof m.OtaRepository === 'function' && typeof m.gateway.OtaGateway === 'function' && typeof m.sim.startFleet === 'function';
       process.stdout.write(JSON.stringify({ ok, dialects: m.DIALECTS }));`;
     const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: path.join(work, 'user'), encoding: 'utf8' }));
-    assert.deepStrictEqual(out, { ok: true, dialects: ['biotz', 'sming', 'tago', 'tencent', 'thingsboard'] });
+    assert.deepStrictEqual(out, { ok: true, dialects: ['biotz', 'sming', 'tago', 'tasmota', 'tencent', 'thingsboard'] });
     assert.ok(fs.existsSync(path.join(installed, pkg.types)), `${pkg.types} is shipped`);
     for (const file of ['LICENSE', 'CHANGELOG.md', 'README.md']) assert.ok(fs.existsSync(path.join(installed, file)), `${file} is shipped`);
     // aedes is the demo's and the tests' broker: it must not land in the user's Node-RED.

@@ -1,6 +1,6 @@
 'use strict';
 // The whole pipeline as a user runs it: stock Node-RED with the "Full pipeline" example, a real
-// broker, the gateway in front, and simulated devices of all five dialects that know nothing of
+// broker, the gateway in front, and simulated devices of all six dialects that know nothing of
 // our server but their platform's protocol. Each must end running the stored image, and the
 // repository must say so.
 const assert = require('assert');
@@ -12,7 +12,7 @@ const { eventually } = require('../support/eventually');
 
 // Dialects whose devices report what they run; Biotz and Sming report nothing, and the gateway's
 // view of them (presence.spec) stands in.
-const REPORTING = new Set(['thingsboard', 'tago', 'tencent']);
+const REPORTING = new Set(['thingsboard', 'tago', 'tencent', 'tasmota']);
 
 describe('end to end: every dialect through gateway, broker and Node-RED', function () {
   this.timeout(90000);

@@ -84,6 +84,25 @@ describe('ota-gateway node', function () {
     assert.deepStrictEqual(warnings.filter((w) => /bridging|refused-v/.test(w)), ['ota-gateway.warn.bridging']);
   });
 
+  it('refuses a Tasmota plug\'s group and fallback subscriptions quietly, and still warns when it reaches for another plug\'s commands', async function () {
+    const repo = helper.getNode('repo').repo;
+    await repo.devices.register({ id: 'plug-1', dialect: 'tasmota', token: 'plug-1-token' });
+    await repo.devices.register({ id: 'plug-2', dialect: 'tasmota', token: 'plug-2-token' });
+    const gw = helper.getNode('gw');
+    const warnings = [];
+    const warn = gw.warn.bind(gw);
+    gw.warn = (text) => { warnings.push(text); warn(text); };
+    await h.waitForPort(port);
+    const plug = await h.connect(`mqtt://127.0.0.1:${port}`, { username: 'plug-1-token', clientId: 'DVES_00A1B2' });
+    clients.push(plug);
+    const granted = await plug.subscribeAsync({ 'cmnd/plug-1/#': { qos: 0 }, 'cmnd/tasmotas/#': { qos: 0 }, 'cmnd/DVES_00A1B2_fb/#': { qos: 0 } }).catch((err) => err.packet.granted);
+    assert.deepStrictEqual(granted.map((g) => (typeof g === 'number' ? g : g.qos)), [0, 128, 128]);
+    assert.deepStrictEqual(warnings, []);
+    await plug.subscribeAsync('cmnd/plug-2/#').catch(() => undefined);
+    await h.until(() => warnings.length > 0);
+    assert.deepStrictEqual(warnings, ['ota-gateway.warn.denied']);
+  });
+
   it('tells the repository when a device connects, what the broker granted it, and when it leaves', async function () {
     const repo = helper.getNode('repo').repo;
     await repo.devices.register({ id: 'sm-1', dialect: 'sming', attributes: { app: 'demo' } });

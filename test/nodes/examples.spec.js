@@ -49,7 +49,7 @@ describe('example flows', function () {
     const assigns = flows.map((flow) => flow.find((n) => n.type === 'ota-assign' && n.dialect)).filter(Boolean);
     assert.ok(flows.some((flow) => flow.some((n) => n.type === 'ota-gateway') && flow.some((n) => n.type === 'ota-assign' && !n.dialect)));
     const dialects = assigns.map((n) => n.dialect).sort();
-    assert.deepStrictEqual(dialects, ['biotz', 'sming', 'tago', 'tencent', 'thingsboard']);
+    assert.deepStrictEqual(dialects, ['biotz', 'sming', 'tago', 'tasmota', 'tencent', 'thingsboard']);
   });
 
   it('share one OTA repository and one mqtt-broker config node: same id, same settings (an import reuses them)', () => {

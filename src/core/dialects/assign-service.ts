@@ -43,7 +43,7 @@ export interface AssignConfig {
   options(dialect: DialectName): DialectOptions;
 }
 
-export type Repo = Pick<OtaRepository, 'devices' | 'firmware' | 'rollout' | 'downloadUrl'>;
+export type Repo = Pick<OtaRepository, 'devices' | 'firmware' | 'rollout' | 'downloadUrl'> & Partial<Pick<OtaRepository, 'compactDownloadUrl'>>;
 
 const memos = new WeakMap<AssignResult, Map<string, MqttOut[]>>();
 /** Per result: the retained notice topic of each device notified, recorded once all are built. */
@@ -227,12 +227,12 @@ export class AssignService {
 
   /**
    * Uplinks ota-assign answers: ThingsBoard attribute requests (how a booting device learns of its
-   * assignment) and Tencent and TagoIO version reports that differ from the assignment (sent the
+   * assignment) and Tencent, TagoIO and Tasmota version reports that differ from the assignment (sent the
    * update again: that is how those devices ask after a failure or a restart). Undefined when the
    * message is no uplink of a dialect handled here.
    */
   async uplink(topic: string, payload: unknown, fallbackDevice?: string): Promise<AssignResult | undefined> {
-    for (const name of ['thingsboard', 'tencent', 'tago'] as const) {
+    for (const name of ['thingsboard', 'tencent', 'tago', 'tasmota'] as const) {
       if (!this.handles(name)) continue;
       const dialect = dialectFor(name);
       const options = fallbackDevice ? { ...this.config.options(name), device: fallbackDevice } : this.config.options(name);
@@ -249,7 +249,7 @@ export class AssignService {
           this.repo.rollout.markNotified(u.device);
           result.notified.push(u.device);
         }
-      } else if (u.kind === 'progress' && (name === 'tencent' || name === 'tago')) {
+      } else if (u.kind === 'progress' && (name === 'tencent' || name === 'tago' || name === 'tasmota')) {
         for (const event of u.events) {
           if (event.state !== 'notified' || event.version === undefined) continue; // not a version report
           const state = this.repo.rollout.get(event.device);
@@ -272,12 +272,15 @@ export class AssignService {
       const memoKey = device.dialect === 'sming' ? `${firmware.id}|${device.attributes.app ?? options.attributes?.app ?? ''}` : undefined;
       let memo = memos.get(result);
       if (memoKey && memo?.has(memoKey)) return memo.get(memoKey);
-      const image = device.dialect === 'sming' ? await this.delivery.cache.get(firmware) : undefined;
+      // Sming sends the image; Tasmota's URL says whether it is gzip (.bin.gz), from its first bytes.
+      const image = device.dialect === 'sming' || device.dialect === 'tasmota' ? await this.delivery.cache.get(firmware) : undefined;
+      const compact = this.repo.compactDownloadUrl?.bind(this.repo);
       const outs = dialect.notice(
         {
           device,
           firmware,
           downloadUrl: () => this.repo.downloadUrl(firmware, device.id),
+          ...(compact ? { compactDownloadUrl: (file: string) => compact(firmware, device.id, file) } : {}),
           ...(image ? { image } : {}),
           warn: (text) => result.warnings.push(text),
         },

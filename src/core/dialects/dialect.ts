@@ -1,6 +1,6 @@
 import type { DeviceAttributes, DeviceRecord, DialectName, FirmwareRecord, MqttOut, ProgressEvent, ChecksumAlgorithm } from '../types';
 
-// One interface for the five device protocols. A dialect module is data (its topics) plus pure
+// One interface for the six device protocols. A dialect module is data (its topics) plus pure
 // functions: downlinks for a command, and uplinks parsed into what the server must do.
 
 /** Topic templates; placeholders {device}, {product}, {customer}, {app}, {major}, {minor}, {requestId}, {chunk}. */
@@ -41,7 +41,9 @@ export interface NoticeContext {
   firmware: FirmwareRecord;
   /** Signed per-device download URL (URL dialects). */
   downloadUrl(): string;
-  /** The image bytes (Sming sends the image itself in the notice). */
+  /** The same, in the compact form ending in `file` (Tasmota: url-signing.ts, download.ts COMPACT_FILE). */
+  compactDownloadUrl?(file: string): string;
+  /** The image bytes (Sming sends the image itself in the notice; Tasmota names a gzip image .bin.gz). */
   image?: Buffer;
   /** Told about things worth a warning that do not stop the notice (Sming over the broker limit). */
   warn?(text: string): void;

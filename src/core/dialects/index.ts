@@ -3,12 +3,13 @@ import type { Dialect } from './dialect';
 import { biotz } from './biotz';
 import { sming } from './sming';
 import { tago } from './tago';
+import { tasmota } from './tasmota';
 import { tencent } from './tencent';
 import { thingsboard } from './thingsboard';
 
 export * from './dialect';
 
-const ALL: Record<DialectName, Dialect> = { biotz, sming, tago, tencent, thingsboard };
+const ALL: Record<DialectName, Dialect> = { biotz, sming, tago, tasmota, tencent, thingsboard };
 
 /** The dialect module for a name; a clear error for anything else. */
 export function dialectFor(name: unknown): Dialect {
@@ -16,4 +17,4 @@ export function dialectFor(name: unknown): Dialect {
   return ALL[name];
 }
 
-export { biotz, sming, tago, tencent, thingsboard };
+export { biotz, sming, tago, tasmota, tencent, thingsboard };

@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import type { IncomingMessage, ServerResponse } from 'http';
-import { verifySignature } from './url-signing';
+import { verifyCompact, verifySignature } from './url-signing';
+import { isGzip } from './gzip';
 import type { OtaRepository } from '../repository';
 import type { FirmwareRecord } from '../types';
 
@@ -12,6 +13,32 @@ export interface DownloadRequest {
   device: string;
   expires: string | undefined;
   signature: string | undefined;
+  /** The compact form (url-signing.ts): expiry and signature in one path segment, then a file name. */
+  compact?: { key: string; file: string };
+}
+
+/**
+ * The file names a compact URL may end in (Tasmota): `fw.bin` is the signed firmware, and what
+ * Tasmota's own code makes of it (support_tasmota.ino, docs/tasmota.md): `fw-minimal.bin`, the
+ * minimal companion (firmware titled `{title}-minimal`, same version) it fetches when the image
+ * does not fit; a `.gz` suffix, which an ESP8266 appends from its sixth attempt, names the same
+ * image only when that image is gzip (a plain image under a .gz name is 404, as a file server
+ * would answer). Anything else is 404.
+ */
+export const COMPACT_FILE = /^fw(-minimal)?\.bin(\.gz)?$/;
+
+/** The first two bytes of a stored image (empty when it cannot be read: the download then fails its own way). */
+function readHead(file: string): Buffer {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const head = Buffer.alloc(2);
+    return head.subarray(0, fs.readSync(fd, head, 0, 2, 0));
+  } catch {
+    return Buffer.alloc(0);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 /** What the repository emits as 'download' events, for progress tracking. */
@@ -73,18 +100,33 @@ export function serveDownload(
     res.setHeader('Allow', 'GET, HEAD');
     return fail(res, 405, 'method not allowed');
   }
-  const expires = Number(dl.expires);
-  if (!dl.signature || !dl.expires || !Number.isInteger(expires)) return fail(res, 403, 'missing or malformed signature');
-  const verdict = verifySignature(repo.secret, { firmware: dl.firmware, device: dl.device, expires }, dl.signature, Math.floor(repo.now().getTime() / 1000));
-  if (!verdict.ok) return fail(res, verdict.status, verdict.reason);
-  const record = repo.firmware.get(dl.firmware);
-  if (!record) return fail(res, 404, 'no such firmware');
+  const nowSeconds = Math.floor(repo.now().getTime() / 1000);
+  let record: FirmwareRecord | undefined;
+  if (dl.compact) {
+    const verdict = verifyCompact(repo.secret, dl.firmware, dl.device, dl.compact.key, nowSeconds);
+    if (!verdict.ok) return fail(res, verdict.status, verdict.reason);
+    const name = COMPACT_FILE.exec(dl.compact.file);
+    const signed = repo.firmware.get(dl.firmware);
+    if (!name || !signed) return fail(res, 404, 'no such firmware');
+    record = name[1] ? repo.firmware.find(`${signed.title}-minimal`, signed.version) : signed;
+    if (!record) return fail(res, 404, `no minimal image: register ${signed.title}-minimal ${signed.version}`);
+    if (name[2] && !isGzip(readHead(repo.firmware.blobPath(record)))) return fail(res, 404, 'no gzip image');
+  } else {
+    const expires = Number(dl.expires);
+    if (!dl.signature || !dl.expires || !Number.isInteger(expires)) return fail(res, 403, 'missing or malformed signature');
+    const verdict = verifySignature(repo.secret, { firmware: dl.firmware, device: dl.device, expires }, dl.signature, nowSeconds);
+    if (!verdict.ok) return fail(res, verdict.status, verdict.reason);
+    record = repo.firmware.get(dl.firmware);
+    if (!record) return fail(res, 404, 'no such firmware');
+  }
   const file = repo.firmware.blobPath(record);
   const size = record.size;
   const etag = `"${record.checksums.sha256}"`;
 
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('ETag', etag);
+  // ESP8266httpUpdate (Tasmota's updater) checks the image against x-MD5 when the server sends it.
+  if (record.checksums.md5) res.setHeader('x-MD5', record.checksums.md5);
   res.setHeader('Cache-Control', 'private, max-age=0, must-revalidate');
   res.setHeader('Content-Type', 'application/octet-stream');
   res.setHeader('Content-Disposition', `attachment; filename="${record.id}.bin"`);
@@ -110,8 +152,9 @@ export function serveDownload(
     res.end();
     return;
   }
+  const served = record;
   const event = (complete: boolean, aborted: boolean, sentTo: number): DownloadEvent => ({
-    device: dl.device, firmware: record.id, start, end: sentTo, size, complete, aborted,
+    device: dl.device, firmware: served.id, start, end: sentTo, size, complete, aborted,
   });
   repo.emit('download', event(false, false, start));
   let sent = 0;
@@ -133,7 +176,7 @@ export function serveDownload(
     reader.pipe(res);
   };
   if (!imageOf) return stream();
-  imageOf(record).then(
+  imageOf(served).then(
     (image) => {
       if (res.destroyed) return;
       // A view of the cached image, not a copy; the socket writes it as the client reads.

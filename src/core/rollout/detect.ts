@@ -13,6 +13,11 @@ const PATTERNS: ReadonlyArray<[RegExp, DialectName]> = [
   [/(^|\/)\$ota\/report\/[^/]+\/[^/]+$/, 'tencent'],
   // TagoIO: the device posts its variables (firmware_request) to tago/data/post.
   [/(^|\/)tago\/data\/post$/, 'tago'],
+  // Tasmota: stat/{topic}/RESULT, UPGRADE, STATUS2 and tele/{topic}/INFO1, LWT (FullTopic
+  // %prefix%/%topic%/), from the first level only: never namespaced, so a namespaced device's
+  // ota/{id}/stat/plug-1/UPGRADE cannot speak for plug-1.
+  [/^stat\/[^/]+\/(RESULT|UPGRADE|STATUS2)$/, 'tasmota'],
+  [/^tele\/[^/]+\/(INFO1|LWT)$/, 'tasmota'],
 ];
 
 export function detectDialect(topic: unknown): DialectName | undefined {

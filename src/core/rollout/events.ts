@@ -57,7 +57,7 @@ export function toProgressEvent(value: unknown, ctx: EventContext): ProgressEven
   if (typeof v.device !== 'string' || v.device === '') return 'device must be a non-empty string';
   const device = v.device;
   const dialect = isDialectName(v.dialect) ? v.dialect : ctx.dialectOf(device);
-  if (!dialect) return `dialect must be one of biotz, sming, tago, tencent, thingsboard (device ${device} is not registered)`;
+  if (!dialect) return `dialect must be one of biotz, sming, tago, tasmota, tencent, thingsboard (device ${device} is not registered)`;
   const version = typeof v.version === 'string' && v.version !== '' ? v.version : undefined;
   if (v.version !== undefined && version === undefined) return 'version must be a non-empty string';
   let state: ProgressState;
