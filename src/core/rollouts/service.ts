@@ -4,7 +4,6 @@ import { trackerFor } from '../rollout/tracker';
 import { ACTIONS, Action, RolloutEngine } from './engine';
 import type { Counts, Rollout } from './model';
 import { objectAt, parsePlan, parseTargets } from './plan';
-import { FileRolloutPersistence } from './persistence';
 import { Clock, TargetDevice, systemClock } from './ports';
 import { RepositoryEffects } from './repository-effects';
 
@@ -36,7 +35,7 @@ export class RolloutService {
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
-    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), new FileRolloutPersistence(repo.dir), clock);
+    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock);
     // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
     // otherwise all end cancelled, with nothing to send them).
     repo.firmwareGuards.push((id) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined));
