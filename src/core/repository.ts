@@ -110,11 +110,11 @@ export class OtaRepository extends EventEmitter {
         this.devices.adoptAll(snapshot.devices);
         this.rollout.adoptAll(snapshot.states);
       };
-      this.ready = backend.open().then((snapshot) => {
+      this.ready = backend.open().then(async (snapshot) => {
         if (!options.secret && snapshot.secret) this.key = Buffer.from(snapshot.secret, 'utf8');
         adoptAll(snapshot);
         this.forgetStrays();
-        backend.follow((change) => this.applyRemote(change, adoptFirmware), (fresh) => adoptAll(fresh));
+        await backend.follow((change) => this.applyRemote(change, adoptFirmware), (fresh) => adoptAll(fresh));
         backend.lead((driving) => this.emit('driving', driving));
       });
       // A failed open is reported by whoever awaits `ready`; unobserved, it must not crash Node-RED.

@@ -34,7 +34,7 @@ export interface StorageSnapshot {
   devices: DeviceRecord[];
   states: DeviceState[];
   rollouts: Rollout[];
-  journal: Array<{ rollout: string; devices: string[]; at: number }>;
+  journal: Array<{ rollout: string; devices: string[]; at: number; seq?: number }>;
 }
 
 /** A document the catalogue saves whole (small: tens of records), written record by record. */
@@ -84,7 +84,7 @@ export interface SharedBackend {
   catalogue(list: () => FirmwareRecord[]): DocumentSink;
   rollouts(): RolloutPersistence;
   /** Follows other instances' changes; `resync` is called after a lost connection (reload all). */
-  follow(onChange: (change: RemoteChange) => void, onResync: (snapshot: StorageSnapshot) => void): void;
+  follow(onChange: (change: RemoteChange) => void, onResync: (snapshot: StorageSnapshot) => void): Promise<void>;
   /** Competes for the one driver role; `onDriving(true|false)` on every change. */
   lead(onDriving: (driving: boolean) => void): void;
   readonly isDriver: boolean;

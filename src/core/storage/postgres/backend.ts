@@ -114,23 +114,24 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     try {
       await migrate(client);
       await client.query("INSERT INTO ota_settings (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING", [randomBytes(32).toString('hex')]);
-      this.snapshot = await this.load(client);
-      this.secret = this.snapshot.secret;
-      return this.snapshot;
     } finally {
       client.release();
     }
+    this.snapshot = await this.load();
+    this.secret = this.snapshot.secret;
+    return this.snapshot;
   }
 
   /** Everything, as it is now. */
-  async load(client: Query = this.pool): Promise<StorageSnapshot> {
+  async load(): Promise<StorageSnapshot> {
+    const client = this.pool;
     const [secret, firmware, devices, states, rollouts, journal] = await Promise.all([
       client.query<{ value: string }>("SELECT value FROM ota_settings WHERE key = 'secret'"),
       client.query<{ doc: FirmwareRecord }>('SELECT doc FROM ota_firmware'),
       client.query<{ doc: DeviceRecord }>('SELECT doc FROM ota_devices'),
       client.query<{ doc: DeviceState }>('SELECT doc FROM ota_device_states'),
       client.query<{ doc: Rollout }>('SELECT doc FROM ota_rollouts'),
-      client.query<{ rollout: string; devices: string[]; at: string }>('SELECT rollout, devices, at FROM ota_rollout_journal ORDER BY seq'),
+      client.query<{ seq: string; rollout: string; devices: string[]; at: string }>('SELECT seq, rollout, devices, at FROM ota_rollout_journal ORDER BY seq'),
     ]);
     return {
       ...(secret.rows[0] ? { secret: secret.rows[0].value } : {}),
@@ -138,7 +139,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       devices: devices.rows.map((r) => r.doc),
       states: states.rows.map((r) => r.doc),
       rollouts: rollouts.rows.map((r) => r.doc),
-      journal: journal.rows.map((r) => ({ rollout: r.rollout, devices: r.devices, at: Number(r.at) })),
+      journal: journal.rows.map((r) => ({ seq: Number(r.seq), rollout: r.rollout, devices: r.devices, at: Number(r.at) })),
     };
   }
 
@@ -267,9 +268,10 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     }
   }
 
-  follow(onChange: (change: RemoteChange) => void, onResync: (snapshot: StorageSnapshot) => void): void {
+  /** Resolves once listening (a failed first attempt is retried in the background). */
+  follow(onChange: (change: RemoteChange) => void, onResync: (snapshot: StorageSnapshot) => void): Promise<void> {
     this.following = { onChange, onResync };
-    void this.listen(false);
+    return this.listen(false);
   }
 
   private async listen(resync: boolean): Promise<void> {

@@ -9,7 +9,7 @@ import type { RolloutPersistence } from '../../rollouts/ports';
 // durable, when released() returns (the interface is synchronous): it lands within milliseconds,
 // before the notices reach the broker in practice, but a kill in between can lose it.
 
-type Journal = Array<{ rollout: string; devices: string[]; at: number }>;
+type Journal = Array<{ rollout: string; devices: string[]; at: number; seq?: number }>;
 
 export class PostgresRolloutPersistence implements RolloutPersistence {
   private tail: Promise<void> = Promise.resolve();
@@ -27,6 +27,8 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
     private readonly minIntervalMs = 200,
   ) {
     for (const r of loaded.rollouts) this.written.add(r.id);
+    // The engine replays these into its rollouts: the first snapshot holds them.
+    for (const j of loaded.journal) this.lastSeq = Math.max(this.lastSeq, j.seq ?? 0);
   }
 
   load(): Rollout[] {
