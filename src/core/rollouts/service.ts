@@ -38,8 +38,10 @@ export class RolloutService {
     this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock);
     // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
     // otherwise all end cancelled, with nothing to send them).
-    repo.firmwareGuards.push((id) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined));
+    repo.firmwareGuards.push(this.guard);
   }
+
+  private readonly guard = (id: string) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined);
 
   /** Listens to device events and catches up on what happened while stopped (idempotent). */
   start(): void {
@@ -152,6 +154,18 @@ export class RolloutService {
 }
 
 const services = new WeakMap<OtaRepository, RolloutService>();
+
+/**
+ * Stops and forgets the repository's rollout service: the next rolloutsFor() builds one from what
+ * the store holds then (a new driver on a shared database starts from what the last one wrote).
+ */
+export async function dropRollouts(repo: OtaRepository): Promise<void> {
+  const s = services.get(repo);
+  if (!s) return;
+  services.delete(repo);
+  repo.firmwareGuards.splice(repo.firmwareGuards.indexOf(s['guard']), 1);
+  await s.stop();
+}
 
 /** The repository's one rollout service. */
 export function rolloutsFor(repo: OtaRepository): RolloutService {
