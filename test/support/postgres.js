@@ -85,7 +85,7 @@ async function startPostgres() {
   } catch (err) {
     const log = fs.existsSync(path.join(dir, 'log')) ? fs.readFileSync(path.join(dir, 'log'), 'utf8') : '';
     stop();
-    throw new Error(`throwaway PostgreSQL did not start: ${err.message}\n${err.stderr ?? ''}\n${log}`);
+    throw new Error(`throwaway PostgreSQL did not start: ${err.message}\n${err.stderr ?? ''}\n${log}`, { cause: err });
   }
   const base = `postgres://ota:${password}@127.0.0.1:${port}`;
   let dbs = 0;

@@ -9,7 +9,7 @@ export function loadPg(): typeof PG {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       loaded = require('pg') as typeof PG;
     } catch (err) {
-      throw new Error(`the PostgreSQL backend needs the "pg" package (npm install pg): ${(err as Error).message}`);
+      throw new Error(`the PostgreSQL backend needs the "pg" package (npm install pg): ${(err as Error).message}`, { cause: err });
     }
   }
   return loaded;

@@ -30,8 +30,8 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
-/** pg_advisory_xact_lock key: 'mqttota' as an integer. */
-const LOCK_KEY = 0x6d7174746f7461;
+/** pg_advisory_xact_lock key: 'mqto' as an integer. */
+const LOCK_KEY = 0x6d71746f;
 
 /** Brings the schema up to SCHEMA_VERSION; returns the versions applied now. */
 export async function migrate(client: PoolClient): Promise<number[]> {
