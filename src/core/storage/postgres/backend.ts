@@ -13,6 +13,7 @@ import { PostgresBlobs } from './blobs';
 import { WriteBehind } from './write-behind';
 import { DEFAULT_LEASE_MS, Lease } from './lease';
 import { PostgresRolloutPersistence } from './rollouts';
+import { SyncJournal } from './sync-journal';
 
 // The repository on PostgreSQL. Rows, not documents:
 //   ota_firmware       one row per firmware record      ota_blobs    image bytes by SHA-256
@@ -68,6 +69,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   private lease: Lease | undefined;
   private following: { onChange: (c: RemoteChange) => void; onResync: (s: StorageSnapshot) => void } | undefined;
   private closed = false;
+  private journal: SyncJournal | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   secret: string | undefined;
 
@@ -256,7 +258,8 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   /** A rollout persistence over the rows as last loaded (open, or reload() when taking the lease). */
   rollouts(): RolloutPersistence {
     const loaded = { rollouts: this.snapshot?.rollouts ?? [], journal: this.snapshot?.journal ?? [] };
-    return new PostgresRolloutPersistence(() => this.pool, loaded, (client, ids) => this.notify(client, 'rollout', ids), (err) => this.fail(err));
+    this.journal ??= new SyncJournal(this.options.connectionString);
+    return new PostgresRolloutPersistence(() => this.pool, loaded, this.journal, (client, ids) => this.notify(client, 'rollout', ids), (err) => this.fail(err));
   }
 
   /** Reloads the rollouts and their journal (a new driver starts from what the last one wrote). */
@@ -352,6 +355,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       this.closed = true;
       if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
       await this.lease?.stop();
+      await this.journal?.close();
       await this.listener?.end().catch(() => undefined);
       await this.poolInstance?.end().catch(() => undefined);
     }

@@ -1,13 +1,13 @@
 import type { Pool } from 'pg';
 import type { Rollout } from '../../rollouts/model';
 import type { RolloutPersistence } from '../../rollouts/ports';
+import type { SyncJournal } from './sync-journal';
 
 // Rollouts in rows (ota_rollouts, one per rollout) and the release journal in ota_rollout_journal,
 // the same contract as the files (persistence.ts): a snapshot at most every 200 ms, journal rows
 // for releases since, deleted in the snapshot's own transaction once it holds them. Only the
-// driver (the lease holder) writes here. Unlike the file journal, a release is queued, not
-// durable, when released() returns (the interface is synchronous): it lands within milliseconds,
-// before the notices reach the broker in practice, but a kill in between can lose it.
+// driver (the lease holder) writes here. A release is committed before released() returns, as
+// the file journal is fsync'd (sync-journal.ts): the next driver never sends those notices again.
 
 type Journal = Array<{ rollout: string; devices: string[]; at: number; seq?: number }>;
 
@@ -22,6 +22,7 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
   constructor(
     private readonly pool: () => Pool,
     private readonly loaded: { rollouts: Rollout[]; journal: Journal },
+    private readonly journal: SyncJournal,
     private readonly notify: (client: { query: Pool['query'] }, ids: string[]) => Promise<void>,
     private readonly onError: (err: Error) => void,
     private readonly minIntervalMs = 200,
@@ -59,10 +60,8 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
   }
 
   released(rollout: string, devices: string[], at: number): void {
-    void this.queue(async () => {
-      const { rows } = await this.pool().query<{ seq: string }>('INSERT INTO ota_rollout_journal (rollout, devices, at) VALUES ($1, $2, $3) RETURNING seq', [rollout, JSON.stringify(devices), at]);
-      this.lastSeq = Math.max(this.lastSeq, Number(rows[0].seq));
-    });
+    const rows = this.journal.query<{ seq: string }>('INSERT INTO ota_rollout_journal (rollout, devices, at) VALUES ($1, $2, $3) RETURNING seq', [rollout, JSON.stringify(devices), at]);
+    this.lastSeq = Math.max(this.lastSeq, Number(rows[0].seq));
   }
 
   private async writeSnapshot(): Promise<void> {
