@@ -145,6 +145,31 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     };
   }
 
+  /** Writes a whole repository into this (empty) database in one transaction (the migration CLI). */
+  async importSnapshot(snapshot: StorageSnapshot, images: Map<string, Buffer>): Promise<void> {
+    await this.transaction(async (client) => {
+      if (snapshot.secret) await client.query("UPDATE ota_settings SET value = $1 WHERE key = 'secret'", [snapshot.secret]);
+      for (const [sha, data] of images) {
+        await client.query('INSERT INTO ota_blobs (sha256, size, data) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING', [sha, data.length, data]);
+      }
+      for (const f of snapshot.firmware) await client.query('INSERT INTO ota_firmware (id, sha256, doc) VALUES ($1, $2, $3)', [f.id, f.checksums.sha256, JSON.stringify(f)]);
+      for (const rows of chunks(snapshot.devices, BATCH_ROWS)) {
+        await client.query(
+          `INSERT INTO ota_devices (id, dialect, token_hash, doc) SELECT r->>'id', r->>'dialect', r->>'tokenHash', r FROM jsonb_array_elements($1::jsonb) r`,
+          [JSON.stringify(rows)],
+        );
+      }
+      for (const rows of chunks(snapshot.states, BATCH_ROWS)) {
+        await client.query(
+          `INSERT INTO ota_device_states (device, firmware, state, doc) SELECT r->>'device', r->>'firmware', r->>'state', r FROM jsonb_array_elements($1::jsonb) r`,
+          [JSON.stringify(rows)],
+        );
+      }
+      for (const r of snapshot.rollouts) await client.query('INSERT INTO ota_rollouts (id, doc) VALUES ($1, $2)', [r.id, JSON.stringify(r)]);
+      for (const j of snapshot.journal) await client.query('INSERT INTO ota_rollout_journal (rollout, devices, at) VALUES ($1, $2, $3)', [j.rollout, JSON.stringify(j.devices), j.at]);
+    });
+  }
+
   /** Announces changed keys, inside the caller's transaction (delivered on commit). */
   private async notify(client: Query, kind: Kind, ids: string[]): Promise<void> {
     let batch: string[] = [];
