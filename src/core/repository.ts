@@ -115,7 +115,7 @@ export class OtaRepository extends EventEmitter {
         adoptAll(snapshot);
         this.forgetStrays();
         await backend.follow((change) => this.applyRemote(change, adoptFirmware), (fresh) => adoptAll(fresh));
-        backend.lead((driving) => this.emit('driving', driving));
+        if (pg.drive !== false) backend.lead((driving) => this.emit('driving', driving));
       });
       // A failed open is reported by whoever awaits `ready`; unobserved, it must not crash Node-RED.
       this.ready.catch(() => undefined);

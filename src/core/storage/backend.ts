@@ -25,6 +25,8 @@ export type StorageOptions =
       instance?: string;
       /** Lease length: a dead driver is replaced within about this long (default 6000 ms). */
       leaseMs?: number;
+      /** False: never compete for the driver role (the gateway command line reads devices only). */
+      drive?: boolean;
     };
 
 /** Everything a backend holds, as loaded at start (and as the migration CLI copies it). */

@@ -116,4 +116,28 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
       await broker.close();
     }
   });
+
+  it('two command-line gateways (behind a load balancer) read one device list and drop a device deleted on Node-RED', async function () {
+    const broker = await h.startAedes();
+    const a = await instance();
+    await a.devices.register({ id: 'tb-7', dialect: 'thingsboard', token: 'T7' });
+    const env = { OTA_POSTGRES_URL: pg.url };
+    const gateways = [await h.runCli(['--listen', '127.0.0.1:0', '--upstream', broker.url, '--quiet'], env), await h.runCli(['--listen', '127.0.0.1:0', '--upstream', broker.url, '--quiet'], env)];
+    const clients = [];
+    try {
+      for (const g of gateways) clients.push(await h.connect(g.url, { username: 'T7', clientId: `c-${g.port}` }));
+      // Registered after the gateways started: they learn it from the database.
+      await a.devices.register({ id: 'tb-8', dialect: 'thingsboard', token: 'T8' });
+      await h.sleep(300);
+      for (const g of gateways) clients.push(await h.connect(g.url, { username: 'T8', clientId: `c8-${g.port}` }));
+      const closed = clients.slice(0, 2).map((c) => new Promise((resolve) => c.once('close', resolve)));
+      await a.devices.remove('tb-7');
+      await Promise.all(closed);
+      await assert.rejects(h.connect(gateways[1].url, { username: 'T7', clientId: 'again' }));
+    } finally {
+      await h.endAll(clients);
+      for (const g of gateways) await g.stop();
+      await broker.close();
+    }
+  });
 });
