@@ -69,7 +69,7 @@ function postgres() {
     async instance(options = {}) {
       const dir = tempDir('ota-contract-pg-');
       dirs.push(dir);
-      const repo = new OtaRepository({ dir, storage: { kind: 'postgres', connectionString: url, leaseMs: options.leaseMs ?? 1500 }, ...options });
+      const repo = new OtaRepository({ dir, storage: { kind: 'postgres', connectionString: url, leaseMs: options.leaseMs ?? 4000 }, ...options });
       repo.on('storageError', () => undefined);
       await repo.ready;
       return repo;
@@ -81,4 +81,9 @@ function postgres() {
   };
 }
 
-module.exports = { backends: [files(), postgres()] };
+/** Fresh backends for one spec file (each starts and stops its own cluster). */
+function makeBackends() {
+  return [files(), postgres()];
+}
+
+module.exports = { makeBackends };

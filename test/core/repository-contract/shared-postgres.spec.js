@@ -5,11 +5,11 @@
 const assert = require('assert');
 const fs = require('fs');
 const h = require('../../gateway/helpers');
-const { backends } = require('./backends');
+const { makeBackends } = require('./backends');
 const { imageOf } = require('../../support/images');
 const { eventually } = require('../../support/eventually');
 
-const pg = backends.find((b) => b.name === 'postgres');
+const pg = makeBackends().find((b) => b.name === 'postgres');
 
 describe('PostgreSQL repository: changes reach the other instances', function () {
   this.timeout(30000);
@@ -82,9 +82,36 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     const b = await instance();
     await h.sleep(600);
     assert.strictEqual(b.isDriver, false, 'two drivers');
+    // The other instance may look at rollouts, not change them: the driver alone writes.
+    const { rolloutsFor } = require('../../../dist/core/rollouts/service');
+    assert.deepStrictEqual(rolloutsFor(b).list(), []);
+    await assert.rejects(rolloutsFor(b).create({ firmware: 'none' }), /not_driver|does not drive|unknown firmware/);
     open.splice(open.indexOf(a), 1);
     await a.close();
     await eventually(() => b.isDriver || 'not yet', 2000, 'b takes over');
+  });
+
+  it('a rollout paused on the driver shows paused on the other instances within a second; they may not change it', async () => {
+    const { rolloutsFor } = require('../../../dist/core/rollouts/service');
+    const { driveRollouts } = require('../../../dist/core/storage/driving');
+    const a = await instance();
+    await eventually(() => a.isDriver || 'not yet', 3000, 'a drives');
+    const b = await instance();
+    const drives = [driveRollouts(a, (e) => assert.fail(e)), driveRollouts(b, (e) => assert.fail(e))];
+    try {
+      drives.forEach((d) => d.wanted());
+      const { record: fw } = await a.firmware.store({ image: imageOf(100, 12), title: 'r', version: '1.0.0' });
+      for (let i = 0; i < 5; i++) await a.devices.register({ id: `p${i}`, dialect: 'thingsboard', tags: 'fleet' });
+      const r = await rolloutsFor(a).create({ firmware: fw.id, targets: { tag: 'fleet' }, plan: { groups: [{}] } });
+      await eventually(() => rolloutsFor(b).list()[0]?.state === 'draft' || rolloutsFor(b).list(), 2000, 'draft on b');
+      const verb = (svc, action) => svc.act(r.id, action);
+      await verb(rolloutsFor(a), 'start');
+      await verb(rolloutsFor(a), 'pause');
+      await eventually(() => rolloutsFor(b).list()[0]?.state === 'paused' || rolloutsFor(b).list()[0]?.state, 1500, 'paused on b');
+      await assert.rejects(async () => verb(rolloutsFor(b), 'resume'), /does not drive/);
+    } finally {
+      for (const d of drives) await d.stop();
+    }
   });
 
   it('a gateway on another instance drops a device whose token was rotated or which was deleted there', async function () {

@@ -284,7 +284,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   rollouts(): RolloutPersistence {
     const loaded = { rollouts: this.snapshot?.rollouts ?? [], journal: this.snapshot?.journal ?? [] };
     this.journal ??= new SyncJournal(this.options.connectionString);
-    return new PostgresRolloutPersistence(() => this.pool, loaded, this.journal, (client, ids) => this.notify(client, 'rollout', ids), (err) => this.fail(err));
+    return new PostgresRolloutPersistence(() => this.pool, loaded, this.journal, (client, ids) => this.notify(client, 'rollout', ids), (err) => this.fail(err), () => this.isDriver);
   }
 
   /** Reloads the rollouts and their journal (a new driver starts from what the last one wrote). */

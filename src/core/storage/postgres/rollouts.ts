@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Rollout } from '../../rollouts/model';
 import type { RolloutPersistence } from '../../rollouts/ports';
 import type { SyncJournal } from './sync-journal';
+import { OtaError } from '../../types';
 
 // Rollouts in rows (ota_rollouts, one per rollout) and the release journal in ota_rollout_journal,
 // the same contract as the files (persistence.ts): a snapshot at most every 200 ms, journal rows
@@ -25,6 +26,7 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
     private readonly journal: SyncJournal,
     private readonly notify: (client: { query: Pool['query'] }, ids: string[]) => Promise<void>,
     private readonly onError: (err: Error) => void,
+    private readonly isDriver: () => boolean = () => true,
     private readonly minIntervalMs = 200,
   ) {
     for (const r of loaded.rollouts) this.written.add(r.id);
@@ -48,7 +50,15 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
     return run;
   }
 
+  /** Only the lease holder changes rollouts: another instance's engine would undo its writes. */
+  private mustDrive(): void {
+    if (!this.isDriver()) {
+      throw new OtaError('not_driver', 'this Node-RED does not drive rollouts (another instance on the database holds the driver lease): send rollout commands to that instance');
+    }
+  }
+
   save(snapshot: () => Rollout[]): void {
+    this.mustDrive();
     this.current = snapshot;
     this.dirty = true;
     if (this.timer) return;
@@ -60,6 +70,7 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
   }
 
   released(rollout: string, devices: string[], at: number): void {
+    this.mustDrive();
     const rows = this.journal.query<{ seq: string }>('INSERT INTO ota_rollout_journal (rollout, devices, at) VALUES ($1, $2, $3) RETURNING seq', [rollout, JSON.stringify(devices), at]);
     this.lastSeq = Math.max(this.lastSeq, Number(rows[0].seq));
   }
