@@ -110,13 +110,16 @@ export class OtaRepository extends EventEmitter {
         this.devices.adoptAll(snapshot.devices);
         this.rollout.adoptAll(snapshot.states);
       };
-      this.ready = backend.open().then(async (snapshot) => {
+      this.ready = (async () => {
+        // Listening before loading: a change committed while the snapshot loads is applied after it.
+        await backend.follow((change) => this.applyRemote(change, adoptFirmware), (fresh) => adoptAll(fresh));
+        const snapshot = await backend.open();
         if (!options.secret && snapshot.secret) this.key = Buffer.from(snapshot.secret, 'utf8');
         adoptAll(snapshot);
+        backend.applyHeld();
         this.forgetStrays();
-        await backend.follow((change) => this.applyRemote(change, adoptFirmware), (fresh) => adoptAll(fresh));
         if (pg.drive !== false) backend.lead((driving) => this.emit('driving', driving));
-      });
+      })();
       // A failed open is reported by whoever awaits `ready`; unobserved, it must not crash Node-RED.
       this.ready.catch(() => undefined);
     } else {

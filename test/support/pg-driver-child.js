@@ -28,8 +28,13 @@ async function main() {
     }
   });
   const drive = driveRollouts(repo, (err) => process.stderr.write(`drive: ${err.stack}\n`));
+  // A new driver builds its rollout service afresh from the database: follow whichever is current.
+  const watched = new WeakSet();
   const watchEngine = () => {
-    rolloutsFor(repo).engine.on('event', (e) => {
+    const { engine } = rolloutsFor(repo);
+    if (watched.has(engine)) return;
+    watched.add(engine);
+    engine.on('event', (e) => {
       if (e.type !== 'finished') return;
       repo.close().then(() => {
         process.stdout.write('finished\n');
@@ -37,6 +42,8 @@ async function main() {
       });
     });
   };
+  setInterval(() => repo.isDriver && watchEngine(), 100);
+  if (process.env.OTA_CHILD_DEBUG) setInterval(() => process.stdout.write(`debug ${repo.isDriver} ${JSON.stringify(rolloutsFor(repo).engine.list().map((r) => [r.state, r.devices.filter((e) => ['failed', 'cancelled', 'timed_out'].includes(e.phase)).map((e) => [e.device, e.phase, !!repo.devices.get(e.device), !!repo.firmware.get(r.firmware), repo.rollout.get(e.device)])]))}\n`), 1000);
   let created = false;
   repo.on('driving', (driving) => {
     process.stdout.write(`${driving ? 'driving' : 'standing by'} ${Date.now()}\n`);

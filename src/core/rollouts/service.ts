@@ -65,6 +65,13 @@ export class RolloutService {
     return this.engine.persist();
   }
 
+  /** On a shared database one instance drives rollouts (storage/driving.ts): the others may only look. */
+  private mustDrive(): void {
+    if (!this.repo.isDriver) {
+      throw new OtaError('not_driver', 'this Node-RED does not drive rollouts (another instance on the database holds the driver lease): send rollout commands to that instance');
+    }
+  }
+
   view(r: Rollout, withDevices = false): RolloutView {
     const { devices, ...rest } = r;
     const { groups, total } = this.engine.counts(r.id);
@@ -77,6 +84,7 @@ export class RolloutService {
 
   /** Creates a rollout from a request body (admin API, msg.rollout); `start: true` starts it at once. */
   async create(body: unknown): Promise<Rollout> {
+    this.mustDrive();
     const o = objectAt(body, 'rollout', ROLLOUT_FIELDS);
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 200)) throw new OtaError('bad_field', 'name is a string of at most 200 characters', 'name');
     if (o.start !== undefined && typeof o.start !== 'boolean') throw new OtaError('bad_field', 'start is true or false', 'start');
@@ -92,6 +100,7 @@ export class RolloutService {
 
   /** Runs an action and answers once it is on disk. */
   async act(id: string, action: unknown): Promise<Rollout> {
+    this.mustDrive();
     if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) {
       throw new OtaError('bad_field', `action is one of ${ACTIONS.join(', ')}`, 'action');
     }
@@ -101,6 +110,7 @@ export class RolloutService {
   }
 
   async remove(id: string): Promise<Rollout> {
+    this.mustDrive();
     const r = this.engine.remove(id);
     await this.engine.persist();
     return r;
@@ -158,13 +168,15 @@ const services = new WeakMap<OtaRepository, RolloutService>();
 /**
  * Stops and forgets the repository's rollout service: the next rolloutsFor() builds one from what
  * the store holds then (a new driver on a shared database starts from what the last one wrote).
+ * True when there was one.
  */
-export async function dropRollouts(repo: OtaRepository): Promise<void> {
+export async function dropRollouts(repo: OtaRepository): Promise<boolean> {
   const s = services.get(repo);
-  if (!s) return;
+  if (!s) return false;
   services.delete(repo);
   repo.firmwareGuards.splice(repo.firmwareGuards.indexOf(s['guard']), 1);
   await s.stop();
+  return true;
 }
 
 /** The repository's one rollout service. */

@@ -7,10 +7,23 @@ import { dropRollouts, rolloutsFor } from '../rollouts/service';
 // flow node uses the repository (rollouts start with the first user, as before).
 
 /** Dropping the rollouts of an instance that no longer drives: its last write is refused, and that is right. */
-function drop(repo: OtaRepository): Promise<void> {
+function drop(repo: OtaRepository): Promise<boolean> {
   return dropRollouts(repo).catch((err: Error & { code?: string }) => {
     if (err.code !== 'not_driver') throw err;
+    return true;
   });
+}
+
+/**
+ * Reloads the rollouts until no view was built meanwhile: one built during a reload (an API call
+ * creating a rollout, say) holds what was loaded before, plus what it wrote since; dropped, and
+ * read again, the next view holds both.
+ */
+async function reload(repo: OtaRepository): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    await repo.backend?.reloadRollouts();
+    if (!(await drop(repo))) return;
+  }
 }
 
 export function driveRollouts(repo: OtaRepository, onError: (err: Error) => void): { wanted(): void; stop(): Promise<void> } {
@@ -20,10 +33,13 @@ export function driveRollouts(repo: OtaRepository, onError: (err: Error) => void
     change = change.then(work).catch(onError);
   };
   const onDriving = (driving: boolean) => {
+    // Losing the lease stops the engine now, not after what is queued: another instance may take
+    // over as soon as the lease expires.
+    if (!driving) void drop(repo).catch(onError);
     queue(async () => {
       await drop(repo);
       if (!driving || !want) return;
-      await repo.backend?.reloadRollouts();
+      await reload(repo);
       if (repo.isDriver) rolloutsFor(repo).start();
     });
   };
@@ -37,8 +53,7 @@ export function driveRollouts(repo: OtaRepository, onError: (err: Error) => void
       refresh = undefined;
       queue(async () => {
         if (repo.isDriver) return;
-        await repo.backend?.reloadRollouts();
-        await drop(repo);
+        await reload(repo);
       });
     }, 500);
     refresh.unref?.();

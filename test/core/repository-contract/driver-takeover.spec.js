@@ -11,10 +11,10 @@ const { startPostgres } = require('../../support/postgres');
 
 const CHILD = path.join(__dirname, '../../support/pg-driver-child.js');
 const DEVICES = 100;
-const LEASE_MS = 3000;
+const LEASE_MS = 4000;
 
 describe('PostgreSQL repository: one driver, and a takeover when it dies', function () {
-  this.timeout(60_000);
+  this.timeout(90_000);
   let cluster;
   let url;
   let dir;
@@ -77,7 +77,9 @@ describe('PostgreSQL repository: one driver, and a takeover when it dies', funct
     await until(() => /driving (\d+)/.test(second.out()), 15_000, `no takeover: ${second.out()}`);
     const tookOver = Number(/driving (\d+)/.exec(second.out())[1]) - killedAt;
     assert.ok(tookOver < 10_000, `took over after ${tookOver} ms`);
-    const { code, out } = await second.exited;
+    const ended = await Promise.race([second.exited, new Promise((r) => setTimeout(r, 30_000))]);
+    if (!ended) assert.fail(`the standby did not finish the rollout: ${second.out()}\nfirst: ${first.out()}`);
+    const { code, out } = ended;
     assert.strictEqual(code, 0, out);
     assert.match(out, /finished/);
     const assigns = notices().filter((l) => l.startsWith('assign ')).map((l) => l.split(' ')[1]);

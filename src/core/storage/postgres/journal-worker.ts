@@ -17,7 +17,7 @@ let client: InstanceType<typeof Client> | undefined;
 
 async function connected(): Promise<InstanceType<typeof Client>> {
   if (client) return client;
-  const c = new Client({ connectionString });
+  const c = new Client({ connectionString, connectionTimeoutMillis: 2000, query_timeout: 2000 });
   c.on('error', () => {
     if (client === c) client = undefined;
   });

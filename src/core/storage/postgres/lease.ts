@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 // One instance drives timeouts, retries and rollouts: the holder of a row in ota_leases. The
 // holder renews it every third of its length; anyone may take it once it has expired (database
 // time, so the instances' clocks do not matter). A holder that cannot renew stops driving at
-// two thirds of the length, before anyone else can take over: never two drivers at once.
+// half the length (checked every quarter), before anyone else can take over: never two drivers.
 
 export const DEFAULT_LEASE_MS = 6000;
 
@@ -28,7 +28,7 @@ export class Lease {
 
   start(): void {
     if (this.timer) return;
-    const step = Math.max(100, Math.floor(this.ms / 3));
+    const step = Math.max(100, Math.floor(this.ms / 4));
     this.timer = setInterval(() => void this.tick(), step);
     this.timer.unref?.();
     void this.tick();
@@ -42,7 +42,7 @@ export class Lease {
 
   /** Renews or takes the lease; gives it up locally when renewals stopped landing. */
   async tick(): Promise<void> {
-    if (this.held && Date.now() - this.lastRenewed > (this.ms * 2) / 3) this.set(false);
+    if (this.held && Date.now() - this.lastRenewed > this.ms / 2) this.set(false);
     if (this.busy) return;
     this.busy = true;
     const started = Date.now();

@@ -50,7 +50,7 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
     return run;
   }
 
-  /** Only the lease holder changes rollouts: another instance's engine would undo its writes. */
+  /** Only the lease holder releases devices: another instance's notices would go twice. */
   private mustDrive(): void {
     if (!this.isDriver()) {
       throw new OtaError('not_driver', 'this Node-RED does not drive rollouts (another instance on the database holds the driver lease): send rollout commands to that instance');
@@ -58,7 +58,8 @@ export class PostgresRolloutPersistence implements RolloutPersistence {
   }
 
   save(snapshot: () => Rollout[]): void {
-    this.mustDrive();
+    // An engine stopping after its instance lost the lease writes no more (the new driver does).
+    if (!this.isDriver()) return;
     this.current = snapshot;
     this.dirty = true;
     if (this.timer) return;

@@ -7,7 +7,7 @@ import { MessageChannel, Worker, receiveMessageOnPort } from 'worker_threads';
 // millisecond on a local network, once per batch of notices). Written before the notices go: a
 // kill -9 in between never makes the next driver send them again.
 
-const TIMEOUT_MS = 10_000;
+const TIMEOUT_MS = 2_000;
 
 export class SyncJournal {
   private worker: Worker | undefined;
@@ -28,7 +28,7 @@ export class SyncJournal {
     this.channel.port1.unref();
   }
 
-  /** Runs one statement and waits for it; throws when it failed or took over 10 s. */
+  /** Runs one statement and waits for it; throws when it failed or took over 2 s. */
   query<R = Record<string, unknown>>(sql: string, params: unknown[]): R[] {
     this.start();
     const id = ++this.id;
@@ -46,7 +46,7 @@ export class SyncJournal {
       }
       const left = until - Date.now();
       if (left <= 0 || Atomics.wait(this.signal, 0, 0, left) === 'timed-out') {
-        throw new Error('the release journal write to PostgreSQL took over 10 s');
+        throw new Error('the release journal write to PostgreSQL took over 2 s');
       }
     }
   }
