@@ -11,7 +11,10 @@ const { parseArgs } = require('util');
 
 const USAGE = `usage: ota-gateway --dir <repository dir> [options]
 
-  --dir <path>              OTA repository storage directory (holds devices.json, secret.key)
+  --dir <path>              OTA repository storage directory (holds devices.json, secret.key);
+                            with OTA_POSTGRES_URL set, the device list (and secret) come from that
+                            PostgreSQL repository instead, and --dir is not needed: several
+                            gateways behind a TCP load balancer then share one device list
   --listen [host:]port      where devices connect (default 0.0.0.0:1884)
   --upstream <url>          the real broker, mqtt://host:port or mqtts://host:port
                             (default mqtt://localhost:1883)
@@ -83,7 +86,8 @@ if (args.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-if (!args.dir) fail('--dir is required');
+const postgresUrl = process.env.OTA_POSTGRES_URL;
+if (!args.dir && !postgresUrl) fail('--dir is required (or OTA_POSTGRES_URL)');
 if (args.secret !== undefined) fail('--secret is not accepted (a command line shows in ps): give --secret-file <path> or the environment variable OTA_SECRET');
 
 const dist = path.join(__dirname, '..', 'dist');
@@ -92,7 +96,7 @@ const { DeviceRegistry, isTopicSafe } = require(path.join(dist, 'core', 'devices
 const { redactUrl } = require(path.join(dist, 'gateway', 'upstream'));
 const { isDialectName } = require(path.join(dist, 'core', 'types'));
 
-const dir = path.resolve(args.dir);
+const dir = path.resolve(args.dir ?? path.join(require('os').tmpdir(), `ota-gateway-${process.pid}`));
 const match = /^(?:(.*):)?(\d+)$/.exec(args.listen);
 if (!match) fail(`--listen must be [host:]port, not ${args.listen}`);
 const host = (match[1] || '0.0.0.0').replace(/^\[|\]$/g, '');
@@ -131,15 +135,26 @@ function readSecret() {
   fail(`no secret.key in ${dir}: point --dir at the repository directory, or give --secret-file <path> or OTA_SECRET`);
 }
 
-const secret = readSecret();
-const registry = new DeviceRegistry(dir, secret);
+let registry;
+let repository;
+if (postgresUrl) {
+  // The device list and its changes from PostgreSQL (LISTEN/NOTIFY: a device deleted or given a
+  // new token on any instance loses its connections here within a second). The secret is the
+  // database's unless the config node was given one (then pass the same: OTA_SECRET).
+  const { OtaRepository } = require(path.join(dist, 'core', 'repository'));
+  const given = args['secret-file'] || process.env.OTA_SECRET ? readSecret().toString('utf8') : undefined;
+  repository = new OtaRepository({ dir, secret: given, storage: { kind: 'postgres', connectionString: postgresUrl, drive: false } });
+  repository.on('storageError', (err) => limited('storage', console.error, `PostgreSQL: ${err.message}`));
+  registry = repository.devices;
+} else {
+  registry = new DeviceRegistry(dir, readSecret());
+  // Node-RED keeps editing devices.json while we run: pick up its changes within a quarter second.
+  // Our own writes (auto-registration) merge with its under a lock file; a device it deletes or
+  // gives a new token loses its connections here (the gateway watches the directory's registry).
+  registry.watch(250);
+  registry.on('reloadError', (err) => console.error(`ota-gateway: cannot reload devices.json (keeping the previous list): ${err.message}`));
+}
 const directory = new RegistryDirectory(registry, { mode: args.identity, autoRegister, product: attributes.product });
-
-// Node-RED keeps editing devices.json while we run: pick up its changes within a quarter second.
-// Our own writes (auto-registration) merge with its under a lock file; a device it deletes or
-// gives a new token loses its connections here (the gateway watches the directory's registry).
-registry.watch(250);
-registry.on('reloadError', (err) => console.error(`ota-gateway: cannot reload devices.json (keeping the previous list): ${err.message}`));
 
 const seconds = (v) => (v === undefined ? undefined : Number(v) * 1000);
 let limits;
@@ -192,7 +207,13 @@ gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.messag
 gateway.on('error', (err) => limited('error', console.error, err.message));
 gateway.on('protocol', (n) => console.log(`ota-gateway: ${n.message}`));
 
-gateway.listen(port, host).then(
+(repository ? repository.ready : Promise.resolve()).then(
+  () => gateway.listen(port, host),
+  (err) => {
+    console.error(`ota-gateway: ${err.message}`);
+    process.exit(1);
+  },
+).then(
   (address) => console.log(`ota-gateway: devices connect to ${address.address}:${address.port}, proxied to ${redactUrl(args.upstream)} under ${args.ns}/{device}/`),
   (err) => {
     console.error(`ota-gateway: cannot listen on ${host}:${port}: ${err.message}`);
@@ -208,6 +229,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     registry.unwatch();
     const guard = setTimeout(() => process.exit(0), 5000);
     guard.unref();
-    gateway.close().then(() => process.exit(0));
+    gateway.close().then(() => repository?.close()).then(() => process.exit(0));
   });
 }

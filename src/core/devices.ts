@@ -6,6 +6,7 @@ import { readJsonSync, writeFileAtomic } from './atomic-file';
 import { withFileLock } from './file-lock';
 import { parseDeviceSecret } from './dialects/tencent-identity';
 import { seal, unseal } from './sealed-secret';
+import type { DeviceSink } from './storage/backend';
 import { DeviceAttributes, DeviceRecord, DialectName, OtaError, isDialectName, DIALECTS } from './types';
 
 // The device list every node works from. Ids and attributes end up inside MQTT topics, so they
@@ -53,14 +54,31 @@ export class DeviceRegistry extends EventEmitter {
   private writing: Promise<void> = Promise.resolve();
   private watching = false;
 
+  /** Given a shared backend (storage/backend.ts), records are written there, not to devices.json. */
+  private readonly sink?: DeviceSink;
+  private readonly key: () => Buffer;
+
   constructor(
     dir: string,
-    private readonly secret: Buffer,
+    secret: Buffer | (() => Buffer),
+    backend?: { records: DeviceRecord[]; sink: DeviceSink },
   ) {
     super();
     this.setMaxListeners(0);
     this.file = path.join(dir, 'devices.json');
-    for (const record of readJsonSync<DeviceRecord[]>(this.file, [])) this.index(record);
+    this.key = typeof secret === 'function' ? secret : () => secret;
+    this.sink = backend?.sink;
+    for (const record of backend ? backend.records : readJsonSync<DeviceRecord[]>(this.file, [])) this.index(record);
+  }
+
+  /** A record another instance changed (null: deleted); this instance's unwritten change wins. */
+  adoptOne(id: string, record: DeviceRecord | null): void {
+    if (!this.pending.has(id)) this.apply(id, record);
+  }
+
+  /** The whole list as another store holds it now (a backend's reload after a lost connection). */
+  adoptAll(records: DeviceRecord[]): void {
+    this.adopt(records);
   }
 
   private index(record: DeviceRecord): void {
@@ -89,6 +107,7 @@ export class DeviceRegistry extends EventEmitter {
 
   /** Re-reads devices.json (another process may have written it). */
   reload(): void {
+    if (this.sink) return; // a shared backend announces changes itself
     this.adopt(readJsonSync<DeviceRecord[]>(this.file, []));
   }
 
@@ -97,7 +116,7 @@ export class DeviceRegistry extends EventEmitter {
    * it also works on filesystems without change notifications). Errors go to 'reloadError'.
    */
   watch(intervalMs = 250): void {
-    if (this.watching) return;
+    if (this.watching || this.sink) return;
     this.watching = true;
     fs.watchFile(this.file, { interval: intervalMs, persistent: false }, () => {
       try {
@@ -127,6 +146,10 @@ export class DeviceRegistry extends EventEmitter {
     const ops = this.pending;
     this.pending = new Map();
     try {
+      if (this.sink) {
+        await this.sink.write(ops);
+        return;
+      }
       await withFileLock(`${this.file}.lock`, async () => {
         const merged = new Map(readJsonSync<DeviceRecord[]>(this.file, []).map((r) => [r.id, r]));
         for (const [id, record] of ops) {
@@ -146,7 +169,7 @@ export class DeviceRegistry extends EventEmitter {
 
   /** Tokens are kept only as an HMAC under the repository secret, like a password hash. */
   hashToken(token: string): string {
-    return createHmac('sha256', this.secret).update(token).digest('hex');
+    return createHmac('sha256', this.key()).update(token).digest('hex');
   }
 
   list(): DeviceRecord[] {
@@ -185,7 +208,7 @@ export class DeviceRegistry extends EventEmitter {
   /** The key a Tencent device signs its username with, if it has one. */
   deviceSecret(id: string): Buffer | undefined {
     const device = this.devices.get(id);
-    return device?.sealedSecret ? unseal(this.secret, device.id, device.sealedSecret) : undefined;
+    return device?.sealedSecret ? unseal(this.key(), device.id, device.sealedSecret) : undefined;
   }
 
   /**
@@ -215,7 +238,7 @@ export class DeviceRegistry extends EventEmitter {
     let sealedSecret: string | undefined;
     if (input.deviceSecret !== undefined && input.deviceSecret !== null && input.deviceSecret !== '') {
       if (dialect !== 'tencent') throw new OtaError('bad_field', 'deviceSecret is for Tencent devices (their signed username)', 'deviceSecret');
-      sealedSecret = seal(this.secret, id, parseDeviceSecret(input.deviceSecret));
+      sealedSecret = seal(this.key(), id, parseDeviceSecret(input.deviceSecret));
     }
     const owner = tokenHash ? this.byTokenHash.get(tokenHash) : undefined;
     if (owner && owner !== id) throw new OtaError('token_in_use', 'that token already belongs to another device', 'token');

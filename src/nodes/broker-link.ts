@@ -36,10 +36,21 @@ type BrokerNode = MqttBrokerNode & { client?: MqttClientLike | null };
  * Subscribes `node` to `filters` at QoS 1 on the broker node's connection and calls `onMessage`
  * for each message on them, until close().
  */
-export function linkToBroker(RED: NodeAPI, node: Node, broker: MqttBrokerNode, filters: string[], onMessage: (topic: string, payload: Buffer) => void): BrokerLink {
+export function linkToBroker(
+  RED: NodeAPI,
+  node: Node,
+  broker: MqttBrokerNode,
+  topicFilters: string[],
+  onMessage: (topic: string, payload: Buffer) => void,
+  share?: string,
+): BrokerLink {
   const conn = broker as BrokerNode;
   let client: MqttClientLike | null = null;
-  const ours = filterRegExp(filters);
+  // Messages arrive on their own topics, whatever the subscription: match on the plain filters.
+  const ours = filterRegExp(topicFilters);
+  // A shared subscription: the broker gives each request to one subscriber of the group, so
+  // several Node-REDs share the work (MQTT 5, and mosquitto, EMQX, HiveMQ on 3.1.1 too).
+  const filters = share ? sharedFilters(share, topicFilters) : topicFilters;
   const handler = (topic: string, payload: Buffer): void => {
     // The client carries every subscription of the broker node (mqtt in nodes too).
     if (ours.test(topic)) onMessage(topic, payload);
@@ -90,4 +101,13 @@ export function linkToBroker(RED: NodeAPI, node: Node, broker: MqttBrokerNode, f
       broker.deregister(node, done, removed);
     },
   };
+}
+
+/** A share group name: what MQTT 5 allows (no '/', '+' or '#'), kept short and printable. */
+export const SHARE_GROUP = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** `$share/{group}/{filter}` for each filter; throws on a group name MQTT would misread. */
+export function sharedFilters(group: string, filters: string[]): string[] {
+  if (!SHARE_GROUP.test(group)) throw new Error(`share group "${group}" must be 1-64 letters, digits, . _ or -`);
+  return filters.map((f) => `$share/${group}/${f}`);
 }

@@ -5,7 +5,7 @@ import { ChunkResult, ChunkService } from '../core/dialects/chunk-service';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
 import { NodeAPI, Node, NodeDef, NodeMessage, DoneFn, MqttBrokerNode } from './red';
 import { useRepository } from './repository-node';
-import { linkToBroker } from './broker-link';
+import { SHARE_GROUP, linkToBroker } from './broker-link';
 import { reportUnregistered } from './unregistered-report';
 
 // chunk-server: ThingsBoard and Tago chunk requests in (from mqtt in), chunks out (to mqtt out) on
@@ -22,6 +22,8 @@ interface ChunkServerDef extends NodeDef, DeliverySettings {
   dialect?: string;
   cacheMB?: string | number;
   broker?: string;
+  /** Replying directly: subscribe as `$share/{group}/...` so several Node-REDs split the requests. */
+  shareGroup?: string;
 }
 
 export = function (RED: NodeAPI) {
@@ -131,7 +133,12 @@ export = function (RED: NodeAPI) {
 
     const brokerId = typeof config.broker === 'string' ? config.broker : '';
     const broker = brokerId ? (RED.nodes.getNode(brokerId) as MqttBrokerNode | null) : null;
-    if (broker && typeof broker.register === 'function') {
+    const share = (config.shareGroup ?? '').trim() || undefined;
+    if (share && !SHARE_GROUP.test(share)) {
+      // Never subscribe to something else than asked: no subscription, and a clear error.
+      node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.badShareGroup') });
+      node.error(RED._('chunk-server.errors.badShareGroup', { group: share }));
+    } else if (broker && typeof broker.register === 'function') {
       const link = linkToBroker(RED, node, broker, service.filters(), (topic, payload) => {
         answer(topic, payload, undefined, (replies, progress) => {
           for (const r of replies) link.publish(r.topic, r.payload, r.qos, r.retain);
@@ -141,7 +148,7 @@ export = function (RED: NodeAPI) {
         }, (err) => {
           if (err) node.error(err, { topic, payload });
         });
-      });
+      }, share);
       node.on('close', (removed, done) => link.close(removed, done));
     } else if (brokerId) {
       node.status({ fill: 'red', shape: 'ring', text: RED._('chunk-server.status.noBroker') });

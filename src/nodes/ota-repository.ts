@@ -4,7 +4,8 @@ import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
 import { trackerFor } from '../core/rollout/tracker';
-import { rolloutsFor } from '../core/rollouts/service';
+import { driveRollouts } from '../core/storage/driving';
+import { ErrorThrottle } from '../core/error-throttle';
 import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { defaultPublicUrl } from './public-url';
@@ -32,7 +33,7 @@ function storageDirFor(RED: NodeAPI, configured: string | undefined): string {
 // Two config nodes on one storage directory (say, two example flows imported side by side) must
 // not each load and rewrite the same files: they share one OtaRepository, opened by the first and
 // flushed when the last one closes. The same goes for the download route they register.
-const shared = new Map<string, { repo: OtaRepository; nodes: number; settings: string }>();
+const shared = new Map<string, { repo: OtaRepository; nodes: number; settings: string; rollouts: ReturnType<typeof driveRollouts> }>();
 const routes = new Map<string, { users: number; repo: OtaRepository }>();
 
 export = function (RED: NodeAPI) {
@@ -42,15 +43,21 @@ export = function (RED: NodeAPI) {
     const node = this;
     installTcpNoDelay(RED, node, config.tcpNoDelay); // default on: see src/nodes/tcp-nodelay.ts
     const downloadPath = (config.downloadPath || DEFAULT_DOWNLOAD_PATH).replace(/\/+$/, '') || DEFAULT_DOWNLOAD_PATH;
+    const postgresUrl = (node.credentials?.postgresUrl || '').trim();
+    if (config.backend === 'postgres' && !postgresUrl) {
+      node.error(RED._('ota-repository.errors.noPostgresUrl'));
+      return;
+    }
     const options = {
       dir: storageDirFor(RED, config.storageDir),
+      ...(config.backend === 'postgres' ? { storage: { kind: 'postgres' as const, connectionString: postgresUrl } } : {}),
       secret: node.credentials?.secret || undefined,
       maxImageBytes: Math.round(positive(config.maxImageMB, DEFAULT_MAX_IMAGE_BYTES / 1048576) * 1048576),
       urlTtlSeconds: Math.round(positive(config.urlTtlDays, 7) * 86400),
       publicUrl: (config.publicUrl || '').trim() || defaultPublicUrl(RED.settings),
       downloadPath,
     };
-    const settings = JSON.stringify({ ...options, secret: options.secret ? 'set' : '' });
+    const settings = JSON.stringify({ ...options, secret: options.secret ? 'set' : '', storage: options.storage ? 'postgres' : 'files' });
     let entry = shared.get(options.dir);
     if (entry) {
       entry.nodes += 1;
@@ -58,8 +65,17 @@ export = function (RED: NodeAPI) {
         node.warn(RED._('ota-repository.warn.shared', { dir: options.dir }));
       }
     } else {
-      entry = { repo: new OtaRepository(options), nodes: 1, settings };
+      const repo = new OtaRepository(options);
+      // Rollouts run on the driver only (every instance on files; the lease holder on PostgreSQL).
+      entry = { repo, nodes: 1, settings, rollouts: driveRollouts(repo, (err) => node.error(err.message)) };
       shared.set(options.dir, entry);
+      // The database away: one line per 10 s, not one per retried write.
+      const throttle = new ErrorThrottle(10_000);
+      const report = (err: Error) => {
+        if (throttle.admit('storage', Date.now()).report) node.error(RED._('ota-repository.errors.postgres', { message: err.message }));
+      };
+      repo.on('storageError', report);
+      repo.ready.catch(report);
       // The ota-gateway command line may share the directory: follow its device-list writes.
       entry.repo.devices.watch();
       entry.repo.devices.on('reloadError', (err: Error) => node.error(err.message));
@@ -69,10 +85,11 @@ export = function (RED: NodeAPI) {
     node.users = new Map();
     // One rollout timer per repository (timeouts, retries), running from the first user on.
     const tracker = trackerFor(node.repo);
+    const rollouts = entry.rollouts;
     node.register = (user: Node) => {
       node.users.set(user.id, user);
       tracker.start();
-      rolloutsFor(node.repo).start();
+      rollouts.wanted();
     };
     node.deregister = (user: Node) => {
       node.users.delete(user.id);
@@ -122,11 +139,11 @@ export = function (RED: NodeAPI) {
       }
       shared.delete(options.dir);
       node.repo.devices.unwatch();
-      const rollouts = rolloutsFor(node.repo).stop();
+      const stopped = rollouts.stop();
       tracker.stop();
       // A stuck disk must not hold a redeploy: Node-RED gives close handlers about 15 s.
       const guard = setTimeout(done, 10000);
-      Promise.all([rollouts, node.repo.flush()]).then(
+      Promise.all([stopped, stopped.then(() => node.repo.close())]).then(
         () => { clearTimeout(guard); done(); },
         (err: Error) => { clearTimeout(guard); node.error(err); done(); },
       );
@@ -134,6 +151,6 @@ export = function (RED: NodeAPI) {
   }
 
   RED.nodes.registerType('ota-repository', OtaRepositoryConfig, {
-    credentials: { secret: { type: 'password' } },
+    credentials: { secret: { type: 'password' }, postgresUrl: { type: 'password' } },
   });
 };

@@ -12,6 +12,8 @@ export interface OtaRepositoryDef extends NodeDef, HomeAssistantDef {
   downloadPath?: string;
   /** TCP_NODELAY on every mqtt-broker connection of the runtime (default on; see tcp-nodelay.ts). */
   tcpNoDelay?: boolean | string;
+  /** Where the repository keeps its model: 'files' (default) or 'postgres' (credential postgresUrl). */
+  backend?: 'files' | 'postgres';
 }
 
 export interface OtaRepositoryNode extends Node {

@@ -5,7 +5,7 @@ import { JsonDocument, readJsonSync } from '../atomic-file';
 import { FirmwareRecord, OtaError } from '../types';
 import { computeChecksums } from './checksums';
 import { readEspAppDescription } from './esp-app-desc';
-import { BlobStore } from './blob-store';
+import type { Blobs, DocumentSink } from '../storage/backend';
 
 export const DEFAULT_MAX_IMAGE_BYTES = 16 * 1024 * 1024;
 const MAX_TITLE_LENGTH = 128;
@@ -52,21 +52,34 @@ export function cleanText(value: unknown, field: string, max: number, origin?: s
   return text || undefined;
 }
 
-/** The firmware catalogue: records in catalogue.json, bytes in the blob store. */
+/** Where a catalogue on a shared backend starts from, and how it writes (storage/backend.ts). */
+export interface CatalogueBackend {
+  records: FirmwareRecord[];
+  sink(list: () => FirmwareRecord[]): DocumentSink;
+}
+
+/** The firmware catalogue: records in catalogue.json (or a backend's rows), bytes in the blob store. */
 export class Catalogue {
   private readonly records = new Map<string, FirmwareRecord>();
-  private readonly doc: JsonDocument<FirmwareRecord[]>;
+  private readonly doc: DocumentSink;
   /** The tail of the write queue: stores and removals run one at a time (see serially). */
   private writes: Promise<unknown> = Promise.resolve();
 
   constructor(
     dir: string,
-    readonly blobs: BlobStore,
+    readonly blobs: Blobs,
     readonly maxImageBytes = DEFAULT_MAX_IMAGE_BYTES,
+    backend?: CatalogueBackend,
   ) {
     const file = path.join(dir, 'catalogue.json');
-    for (const record of readJsonSync<FirmwareRecord[]>(file, [])) this.records.set(record.id, record);
-    this.doc = new JsonDocument(file, () => this.list());
+    for (const record of backend ? backend.records : readJsonSync<FirmwareRecord[]>(file, [])) this.records.set(record.id, record);
+    this.doc = backend ? backend.sink(() => this.list()) : new JsonDocument(file, () => this.list());
+  }
+
+  /** A record another instance stored or removed (null), as the backend announced it. */
+  adopt(id: string, record: FirmwareRecord | null): void {
+    if (record) this.records.set(id, record);
+    else this.records.delete(id);
   }
 
   list(): FirmwareRecord[] {

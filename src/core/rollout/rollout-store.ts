@@ -1,5 +1,6 @@
 import * as path from 'path';
 import { JsonDocument, readJsonSync } from '../atomic-file';
+import type { StateSink } from '../storage/backend';
 import { DialectName, FirmwareRecord, ProgressError, ProgressEvent, ProgressState, PROGRESS_STATES } from '../types';
 
 // One record per device: what it should run, where it is on the way there, and what went wrong.
@@ -56,14 +57,21 @@ type CountKey = ProgressState | 'idle';
 export class RolloutStore {
   private readonly states = new Map<string, DeviceState>();
   private readonly doc: JsonDocument<DeviceState[]>;
+  /** Given a shared backend (storage/backend.ts), each changed record is written there as a row. */
+  private readonly sink?: StateSink;
   /** Counts per state over assigned devices, kept up to date on every change: summary() is O(1). */
   private readonly counts = new Map<CountKey, number>();
   /** Called after every change to a record (the tracker re-arms its timer from it). */
   onChange?: (state: DeviceState) => void;
 
-  constructor(dir: string, private readonly now: () => Date = () => new Date()) {
+  constructor(
+    dir: string,
+    private readonly now: () => Date = () => new Date(),
+    backend?: { records: DeviceState[]; sink: StateSink },
+  ) {
     const file = path.join(dir, 'device-states.json');
-    for (const s of readJsonSync<DeviceState[]>(file, [])) {
+    this.sink = backend?.sink;
+    for (const s of backend ? backend.records : readJsonSync<DeviceState[]>(file, [])) {
       this.states.set(s.device, s);
       this.count(s, 1);
     }
@@ -82,9 +90,39 @@ export class RolloutStore {
     const result = mutate(this.states.get(device));
     const after = this.states.get(device);
     this.count(after, 1);
-    void this.doc.save();
+    this.persist(device);
     if (after) this.onChange?.(after);
     return result;
+  }
+
+  /** One device's record changed: a row for a shared backend, the whole document for files. */
+  private persist(device: string): void {
+    if (!this.sink) {
+      void this.doc.save();
+      return;
+    }
+    const s = this.states.get(device);
+    if (s) this.sink.put(s);
+    else this.sink.remove(device);
+  }
+
+  /** A record another instance wrote (null: forgotten); nothing is written back. */
+  adopt(device: string, state: DeviceState | null): void {
+    this.count(this.states.get(device), -1);
+    if (state) this.states.set(device, state);
+    else this.states.delete(device);
+    this.count(state ?? undefined, 1);
+    if (state) this.onChange?.(state);
+  }
+
+  /** Every record as another store holds it now (a backend's reload after a lost connection). */
+  adoptAll(states: DeviceState[]): void {
+    const seen = new Set<string>();
+    for (const s of states) {
+      seen.add(s.device);
+      this.adopt(s.device, s);
+    }
+    for (const device of [...this.states.keys()]) if (!seen.has(device)) this.adopt(device, null);
   }
 
   private stamp(): string {
@@ -231,7 +269,7 @@ export class RolloutStore {
     if (!this.states.has(device)) return;
     this.count(this.states.get(device), -1);
     this.states.delete(device);
-    void this.doc.save();
+    this.persist(device);
   }
 
   /**
@@ -284,6 +322,6 @@ export class RolloutStore {
   }
 
   flush(): Promise<void> {
-    return this.doc.flush();
+    return this.sink ? this.sink.flush() : this.doc.flush();
   }
 }

@@ -116,6 +116,9 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     super();
     this.setMaxListeners(0);
     repo.rollout.onChange = (s) => this.changed(s);
+    // Several Node-REDs on one database: only the driver (the lease holder) times devices out and
+    // retries; every instance still applies the progress it receives.
+    repo.on('driving', (driving: boolean) => (driving ? this.rearm() : this.disarm()));
   }
 
   /** The policy in force: that of the first progress-parser still deployed. None, no timer work. */
@@ -391,6 +394,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
 
   private arm(at: number): void {
     this.disarm();
+    if (!this.repo.isDriver) return;
     this.armedFor = at;
     const delay = Math.min(MAX_DELAY, Math.max(0, at - this.repo.now().getTime()));
     this.timer = setTimeout(() => {
@@ -411,7 +415,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
   /** Fires the timeouts and retries that are due, then sleeps until the next one. */
   tick(): void {
     const p = this.policy;
-    if (!this.running || !p) return;
+    if (!this.running || !p || !this.repo.isDriver) return;
     const now = this.repo.now().getTime();
     let next = Infinity;
     const listening = this.repo.listenerCount('command') > 0;

@@ -4,7 +4,6 @@ import { trackerFor } from '../rollout/tracker';
 import { ACTIONS, Action, RolloutEngine } from './engine';
 import type { Counts, Rollout } from './model';
 import { objectAt, parsePlan, parseTargets } from './plan';
-import { FileRolloutPersistence } from './persistence';
 import { Clock, TargetDevice, systemClock } from './ports';
 import { RepositoryEffects } from './repository-effects';
 
@@ -36,11 +35,13 @@ export class RolloutService {
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
-    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), new FileRolloutPersistence(repo.dir), clock);
+    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock);
     // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
     // otherwise all end cancelled, with nothing to send them).
-    repo.firmwareGuards.push((id) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined));
+    repo.firmwareGuards.push(this.guard);
   }
+
+  private readonly guard = (id: string) => (this.engine.usesFirmware(id) ? 'a rollout that is not finished or aborted releases it; abort it first' : undefined);
 
   /** Listens to device events and catches up on what happened while stopped (idempotent). */
   start(): void {
@@ -64,6 +65,13 @@ export class RolloutService {
     return this.engine.persist();
   }
 
+  /** On a shared database one instance drives rollouts (storage/driving.ts): the others may only look. */
+  private mustDrive(): void {
+    if (!this.repo.isDriver) {
+      throw new OtaError('not_driver', 'this Node-RED does not drive rollouts (another instance on the database holds the driver lease): send rollout commands to that instance');
+    }
+  }
+
   view(r: Rollout, withDevices = false): RolloutView {
     const { devices, ...rest } = r;
     const { groups, total } = this.engine.counts(r.id);
@@ -76,6 +84,7 @@ export class RolloutService {
 
   /** Creates a rollout from a request body (admin API, msg.rollout); `start: true` starts it at once. */
   async create(body: unknown): Promise<Rollout> {
+    this.mustDrive();
     const o = objectAt(body, 'rollout', ROLLOUT_FIELDS);
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length > 200)) throw new OtaError('bad_field', 'name is a string of at most 200 characters', 'name');
     if (o.start !== undefined && typeof o.start !== 'boolean') throw new OtaError('bad_field', 'start is true or false', 'start');
@@ -91,6 +100,7 @@ export class RolloutService {
 
   /** Runs an action and answers once it is on disk. */
   async act(id: string, action: unknown): Promise<Rollout> {
+    this.mustDrive();
     if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) {
       throw new OtaError('bad_field', `action is one of ${ACTIONS.join(', ')}`, 'action');
     }
@@ -100,6 +110,7 @@ export class RolloutService {
   }
 
   async remove(id: string): Promise<Rollout> {
+    this.mustDrive();
     const r = this.engine.remove(id);
     await this.engine.persist();
     return r;
@@ -153,6 +164,20 @@ export class RolloutService {
 }
 
 const services = new WeakMap<OtaRepository, RolloutService>();
+
+/**
+ * Stops and forgets the repository's rollout service: the next rolloutsFor() builds one from what
+ * the store holds then (a new driver on a shared database starts from what the last one wrote).
+ * True when there was one.
+ */
+export async function dropRollouts(repo: OtaRepository): Promise<boolean> {
+  const s = services.get(repo);
+  if (!s) return false;
+  services.delete(repo);
+  repo.firmwareGuards.splice(repo.firmwareGuards.indexOf(s['guard']), 1);
+  await s.stop();
+  return true;
+}
 
 /** The repository's one rollout service. */
 export function rolloutsFor(repo: OtaRepository): RolloutService {

@@ -1,0 +1,170 @@
+'use strict';
+// What several Node-REDs on one PostgreSQL see of each other's changes (files are one
+// instance's: these hold for the shared backend only). Each change must reach the other
+// instance within a second, through LISTEN/NOTIFY, without a restart.
+const assert = require('assert');
+const fs = require('fs');
+const h = require('../../gateway/helpers');
+const { makeBackends } = require('./backends');
+const { imageOf } = require('../../support/images');
+const { eventually } = require('../../support/eventually');
+
+const pg = makeBackends().find((b) => b.name === 'postgres');
+
+describe('PostgreSQL repository: changes reach the other instances', function () {
+  this.timeout(30000);
+  const open = [];
+  let available = true;
+  before(async function () {
+    available = await pg.start();
+    if (!available) this.skip();
+  });
+  after(() => pg.stop());
+  beforeEach(async function () {
+    if (!available) this.skip();
+    await pg.reset();
+  });
+  afterEach(async () => {
+    for (const repo of open.splice(0)) await repo.close();
+  });
+  async function instance(options) {
+    const repo = await pg.instance(options);
+    open.push(repo);
+    return repo;
+  }
+
+  it('an assignment and its progress reach another instance within a second, with the summary', async () => {
+    const a = await instance();
+    const b = await instance();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+    await eventually(() => b.firmware.get(fw.id) !== undefined || 'no firmware', 1000, 'firmware on b');
+    a.rollout.assign('d1', 'thingsboard', fw);
+    await eventually(() => b.rollout.get('d1')?.firmware === fw.id || b.rollout.get('d1') || 'none', 1000, 'assignment on b');
+    // Progress applied where the device's report arrived (b) reaches the driver (a).
+    b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'downloading', percent: 55, at: new Date().toISOString() });
+    await eventually(() => a.rollout.get('d1').percent === 55 || a.rollout.get('d1').state, 1000, 'progress on a');
+    assert.deepStrictEqual(a.rollout.summary(), b.rollout.summary());
+    a.rollout.unassign('d1');
+    await eventually(() => b.rollout.get('d1').state === 'idle' || b.rollout.get('d1').state, 1000, 'unassigned on b');
+    assert.strictEqual(b.rollout.isAssigned(fw.id), false);
+  });
+
+  it('serves an image stored on another instance from the database, and fetches a damaged cached copy again', async () => {
+    const a = await instance();
+    const b = await instance();
+    const image = imageOf(300000, 9);
+    const { record } = await a.firmware.store({ image, title: 'big', version: '1.0.0' });
+    await eventually(() => b.firmware.get(record.id) !== undefined || 'not yet', 1000, 'record on b');
+    assert.ok((await b.firmware.read(record)).equals(image));
+    // The cached copy damaged on disk: a fresh process on the same cache notices and refetches.
+    const cached = b.firmware.blobPath(record);
+    const bad = Buffer.from(image);
+    bad[1000] ^= 0xff;
+    fs.writeFileSync(cached, bad);
+    const c = await instance({ storage: { kind: 'postgres', connectionString: pg.url, cacheDir: b.blobs.cacheDir } });
+    assert.ok((await c.firmware.read(record)).equals(image));
+    assert.ok(fs.readFileSync(cached).equals(image), 'the cache holds the right bytes again');
+  });
+
+  it('a firmware deleted on one instance is gone on the other', async () => {
+    const a = await instance();
+    const b = await instance();
+    const { record } = await a.firmware.store({ image: imageOf(500, 10), title: 'x', version: '1.0.0' });
+    await eventually(() => b.firmware.get(record.id) !== undefined || 'not yet', 1000, 'record on b');
+    await a.deleteFirmware(record.id);
+    await eventually(() => b.firmware.get(record.id) === undefined || 'still there', 1000, 'gone on b');
+  });
+
+  it('exactly one instance drives; the other takes over at once when the driver shuts down cleanly', async () => {
+    const a = await instance();
+    await eventually(() => a.isDriver || 'not yet', 3000, 'a drives');
+    const b = await instance();
+    await h.sleep(600);
+    assert.strictEqual(b.isDriver, false, 'two drivers');
+    // The other instance may look at rollouts, not change them: the driver alone writes.
+    const { rolloutsFor } = require('../../../dist/core/rollouts/service');
+    assert.deepStrictEqual(rolloutsFor(b).list(), []);
+    await assert.rejects(rolloutsFor(b).create({ firmware: 'none' }), /not_driver|does not drive|unknown firmware/);
+    open.splice(open.indexOf(a), 1);
+    await a.close();
+    await eventually(() => b.isDriver || 'not yet', 2000, 'b takes over');
+  });
+
+  it('a rollout paused on the driver shows paused on the other instances within a second; they may not change it', async () => {
+    const { rolloutsFor } = require('../../../dist/core/rollouts/service');
+    const { driveRollouts } = require('../../../dist/core/storage/driving');
+    const a = await instance();
+    await eventually(() => a.isDriver || 'not yet', 3000, 'a drives');
+    const b = await instance();
+    const drives = [driveRollouts(a, (e) => assert.fail(e)), driveRollouts(b, (e) => assert.fail(e))];
+    try {
+      drives.forEach((d) => d.wanted());
+      const { record: fw } = await a.firmware.store({ image: imageOf(100, 12), title: 'r', version: '1.0.0' });
+      for (let i = 0; i < 5; i++) await a.devices.register({ id: `p${i}`, dialect: 'thingsboard', tags: 'fleet' });
+      const r = await rolloutsFor(a).create({ firmware: fw.id, targets: { tag: 'fleet' }, plan: { groups: [{}] } });
+      await eventually(() => rolloutsFor(b).list()[0]?.state === 'draft' || rolloutsFor(b).list(), 2000, 'draft on b');
+      const verb = (svc, action) => svc.act(r.id, action);
+      await verb(rolloutsFor(a), 'start');
+      await verb(rolloutsFor(a), 'pause');
+      await eventually(() => rolloutsFor(b).list()[0]?.state === 'paused' || rolloutsFor(b).list()[0]?.state, 1500, 'paused on b');
+      await assert.rejects(async () => verb(rolloutsFor(b), 'resume'), /does not drive/);
+    } finally {
+      for (const d of drives) await d.stop();
+    }
+  });
+
+  it('a gateway on another instance drops a device whose token was rotated or which was deleted there', async function () {
+    const broker = await h.startAedes();
+    const a = await instance();
+    const b = await instance();
+    await a.devices.register({ id: 'tb-1', dialect: 'thingsboard', token: 'OLD' });
+    await a.devices.register({ id: 'tb-2', dialect: 'thingsboard', token: 'KEEP' });
+    await eventually(() => b.devices.list().length === 2 || b.devices.list().length, 1000, 'devices on b');
+    const gateway = await h.startGateway(b, broker.url);
+    const clients = [];
+    try {
+      const old = await h.connect(gateway.url, { username: 'OLD', clientId: 'c-old' });
+      const keep = await h.connect(gateway.url, { username: 'KEEP', clientId: 'c-keep' });
+      clients.push(old, keep);
+      const started = Date.now();
+      const closed = new Promise((resolve) => old.once('close', resolve));
+      await a.devices.register({ id: 'tb-1', dialect: 'thingsboard', token: 'NEW' });
+      await closed;
+      assert.ok(Date.now() - started < 1000, `closed after ${Date.now() - started} ms`);
+      assert.ok(keep.connected);
+      await assert.rejects(h.connect(gateway.url, { username: 'OLD', clientId: 'c-old-again', reconnectPeriod: 0 }));
+      const keepClosed = new Promise((resolve) => keep.once('close', resolve));
+      await a.devices.remove('tb-2');
+      await keepClosed;
+    } finally {
+      await h.endAll(clients);
+      await gateway.close();
+      await broker.close();
+    }
+  });
+
+  it('two command-line gateways (behind a load balancer) read one device list and drop a device deleted on Node-RED', async function () {
+    const broker = await h.startAedes();
+    const a = await instance();
+    await a.devices.register({ id: 'tb-7', dialect: 'thingsboard', token: 'T7' });
+    const env = { OTA_POSTGRES_URL: pg.url };
+    const gateways = [await h.runCli(['--listen', '127.0.0.1:0', '--upstream', broker.url, '--quiet'], env), await h.runCli(['--listen', '127.0.0.1:0', '--upstream', broker.url, '--quiet'], env)];
+    const clients = [];
+    try {
+      for (const g of gateways) clients.push(await h.connect(g.url, { username: 'T7', clientId: `c-${g.port}` }));
+      // Registered after the gateways started: they learn it from the database.
+      await a.devices.register({ id: 'tb-8', dialect: 'thingsboard', token: 'T8' });
+      await h.sleep(300);
+      for (const g of gateways) clients.push(await h.connect(g.url, { username: 'T8', clientId: `c8-${g.port}` }));
+      const closed = clients.slice(0, 2).map((c) => new Promise((resolve) => c.once('close', resolve)));
+      await a.devices.remove('tb-7');
+      await Promise.all(closed);
+      await assert.rejects(h.connect(gateways[1].url, { username: 'T7', clientId: 'again' }));
+    } finally {
+      await h.endAll(clients);
+      for (const g of gateways) await g.stop();
+      await broker.close();
+    }
+  });
+});
