@@ -39,3 +39,12 @@ export function filterRegExp(filters: string[]): RegExp {
   // so `.` must match those too or `#` would stop at a newline where matches() does not.
   return new RegExp(`^(?:${alternatives.join('|')})$`, 's');
 }
+
+/**
+ * `matches(filter, ·)` compiled once: for a filter tested against many topics (an ACL rule or a
+ * fence against every PUBLISH of a device), one regular expression instead of two splits a topic.
+ */
+export function matcher(filter: string): (topic: string) => boolean {
+  const re = filterRegExp([filter]);
+  return (topic) => re.test(topic);
+}

@@ -1,5 +1,5 @@
 import { DeviceAttributes, DialectName } from '../core/types';
-import { contains, matches, meet } from './topics';
+import { contains, matcher, meet } from './topics';
 
 // Topic spaces that belong to one device (or one Sming app), whatever ACL rules say: a device's
 // rules may be customised, or two identities may spell overlapping topics (a Tencent device of
@@ -45,6 +45,9 @@ interface Fence {
   /** This device's own part of it, or null when it has none. */
   own: string | null;
   notice: boolean;
+  /** `all` and `own` compiled (matcher()): every PUBLISH of a device is tested against each fence. */
+  inAll: (topic: string) => boolean;
+  inOwn: ((topic: string) => boolean) | null;
 }
 
 const PLACEHOLDER = /\{(\w+)\}/g;
@@ -72,12 +75,9 @@ export class Fences {
    *   rules never reaches in there.
    */
   constructor(namespace: string, dialect: DialectName, deviceId: string, attributes: DeviceAttributes) {
-    this.fences = FENCES.map((f) => ({
-      all: f.pattern.replace(/\{\w+\}/g, '+'),
-      own: f.dialect === dialect ? fill(f.pattern, deviceId, attributes) : null,
-      notice: f.notice,
-    }));
-    this.fences.push({ all: `${namespace}/#`, own: null, notice: false });
+    const fence = (all: string, own: string | null, notice: boolean): Fence => ({ all, own, notice, inAll: matcher(all), inOwn: own === null ? null : matcher(own) });
+    this.fences = FENCES.map((f) => fence(f.pattern.replace(/\{\w+\}/g, '+'), f.dialect === dialect ? fill(f.pattern, deviceId, attributes) : null, f.notice));
+    this.fences.push(fence(`${namespace}/#`, null, false));
   }
 
   /** True when every topic `filter` matches inside a fenced space is this device's. */
@@ -90,6 +90,6 @@ export class Fences {
 
   /** True when `topic` is outside every fenced space, or in this device's own and not a notice. */
   mayPublish(topic: string): boolean {
-    return this.fences.every((f) => !matches(f.all, topic) || (!f.notice && f.own !== null && matches(f.own, topic)));
+    return this.fences.every((f) => !f.inAll(topic) || (!f.notice && f.inOwn !== null && f.inOwn(topic)));
   }
 }

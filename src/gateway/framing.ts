@@ -9,8 +9,10 @@ export class PacketTooLarge extends Error {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class PacketFramer {
-  private pending: Buffer = Buffer.alloc(0);
+  private pending: Buffer = EMPTY;
   /** A connection starts with a CONNECT: anything else is refused on its first byte. */
   private first = true;
 
@@ -52,10 +54,14 @@ export class PacketFramer {
     const size = pos + remaining;
     if (size > this.limit) throw new PacketTooLarge(size, this.limit);
     if (buf.length < size) return null;
-    const packet = buf.subarray(0, size);
-    this.pending = buf.subarray(size);
     this.first = false;
-    return packet;
+    // Most reads hold exactly one packet: hand the read itself on, with no views to allocate.
+    if (buf.length === size) {
+      this.pending = EMPTY;
+      return buf;
+    }
+    this.pending = buf.subarray(size);
+    return buf.subarray(0, size);
   }
 }
 
@@ -64,8 +70,8 @@ export interface ReaderHooks {
   packet(bytes: Buffer): void;
   error(err: Error): void;
   turnStart(): void;
-  /** Streams whose write queue is full: reading waits until each has drained. */
-  turnEnd(): NodeJS.EventEmitter[];
+  /** Streams whose write queue is full (reading waits until each has drained); usually none. */
+  turnEnd(): readonly NodeJS.EventEmitter[];
 }
 
 /**

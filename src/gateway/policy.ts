@@ -1,6 +1,6 @@
 import { DeviceAttributes, DialectName, NAMESPACED_DIALECTS } from '../core/types';
 import { Fences, fill, isForbiddenRoot, missingIn } from './fences';
-import { contains, isFilter, isTopicName, matches } from './topics';
+import { contains, isFilter, isTopicName, matcher } from './topics';
 
 // What a device may do with topics, and how its topics look upstream. Two kinds:
 // - namespaced dialects (ThingsBoard, TagoIO) share topic names across devices, so every topic
@@ -97,7 +97,8 @@ export class IncompleteIdentityError extends Error {
 
 export class AclPolicy implements TopicPolicy {
   readonly overhead = 0;
-  private readonly rules: AclRule[];
+  /** Each rule with its pattern compiled: a device's every PUBLISH is tested against them. */
+  private readonly rules: Array<AclRule & { test: (topic: string) => boolean }>;
   private readonly fences: Fences;
   /** `$` first levels the rules name literally (Tencent `$ota`): the only `$` topics a device reaches. */
   private readonly dollarRoots: Set<string>;
@@ -107,14 +108,14 @@ export class AclPolicy implements TopicPolicy {
       const missing = missingIn(r.pattern, device.deviceId, device.attributes);
       if (missing !== null) throw new IncompleteIdentityError(device.deviceId, missing);
       const pattern = fill(r.pattern, device.deviceId, device.attributes) as string;
-      return { ...r, pattern };
+      return { ...r, pattern, test: matcher(pattern) };
     });
     this.fences = new Fences(namespace, device.dialect, device.deviceId, device.attributes);
     this.dollarRoots = new Set(this.rules.map((r) => r.pattern.split('/', 1)[0]).filter((root) => root.startsWith('$') && !isForbiddenRoot(root)));
   }
   publish(topic: string): string | null {
     if (!isTopicName(topic) || !this.reachable(topic)) return null;
-    const rule = this.rules.find((r) => matches(r.pattern, topic));
+    const rule = this.rules.find((r) => r.test(topic));
     return rule?.publish && this.fences.mayPublish(topic) ? topic : null;
   }
   subscribe(filter: string): string | null {

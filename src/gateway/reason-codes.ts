@@ -49,22 +49,36 @@ export function isValidReasonCode(cmd: string, code: number, version: Version): 
 
 /** The codes a packet carries, by where mqtt-packet keeps them for this version. */
 export function reasonCodesOf(packet: mqtt.Packet, version: Version): number[] {
+  const single = singleCode(packet, version);
+  if (single === NO_CODE) return [];
+  if (single !== MANY) return [single];
+  if (packet.cmd === 'suback') return (packet.granted as number[]).slice();
+  return packet.cmd === 'unsuback' && version === 5 && Array.isArray(packet.granted) ? (packet.granted as number[]).slice() : [];
+}
+
+const NONE: readonly number[] = [];
+const NO_CODE = -1;
+const MANY = -2;
+
+/** reasonCodesOf for the packets with at most one code, without an array: the code, NO_CODE, or MANY (SUBACK, UNSUBACK). */
+function singleCode(packet: mqtt.Packet, version: Version): number {
   switch (packet.cmd) {
+    case 'publish':
+      return NO_CODE;
     case 'connack':
-      return [(version === 5 ? packet.reasonCode : packet.returnCode) ?? 0];
+      return (version === 5 ? packet.reasonCode : packet.returnCode) ?? 0;
     case 'suback':
-      return (packet.granted as number[]).slice();
     case 'unsuback':
-      return version === 5 && Array.isArray(packet.granted) ? (packet.granted as number[]).slice() : [];
+      return MANY;
     case 'puback':
     case 'pubrec':
     case 'pubrel':
     case 'pubcomp':
     case 'disconnect':
     case 'auth':
-      return version === 5 ? [packet.reasonCode ?? 0] : [];
+      return version === 5 ? (packet.reasonCode ?? 0) : NO_CODE;
     default:
-      return [];
+      return NO_CODE;
   }
 }
 
@@ -72,7 +86,11 @@ export function reasonCodesOf(packet: mqtt.Packet, version: Version): number[] {
  * The packet with every invalid code replaced by its packet's fallback, and the codes replaced.
  * Packets without codes for this version come back as they are.
  */
-export function withValidReasonCodes<P extends mqtt.Packet>(packet: P, version: Version): { packet: P; invalid: number[] } {
+export function withValidReasonCodes<P extends mqtt.Packet>(packet: P, version: Version): { packet: P; invalid: readonly number[] } {
+  // Every chunk and every acknowledgement a device hears passes here: the packets that carry no
+  // code (PUBLISH, PINGRESP) or one valid code cost no arrays.
+  const single = singleCode(packet, version);
+  if (single === NO_CODE || (single !== MANY && isValidReasonCode(packet.cmd, single, version))) return { packet, invalid: NONE };
   const invalid = reasonCodesOf(packet, version).filter((c) => !isValidReasonCode(packet.cmd, c, version));
   if (invalid.length === 0) return { packet, invalid };
   const fallback = (version === 5 ? FALLBACK_V5 : FALLBACK_V4)[packet.cmd];

@@ -1,6 +1,7 @@
 import * as net from 'net';
 import * as mqtt from 'mqtt-packet';
 import { AuthFailure, DeviceIdentity } from './directory';
+import { encode } from './encode';
 import { PacedReader, PacketTooLarge } from './framing';
 import { printable } from './log-limit';
 import { IncompleteIdentityError, NamespacePolicy, TopicPolicy } from './policy';
@@ -22,6 +23,8 @@ type Version = bridge.Version;
 export { NOT_AUTHORIZED_V5 };
 const PACKET_TOO_LARGE_V5 = 0x95;
 const MAX_QUEUED = 1000;
+const NONE_FULL: readonly net.Socket[] = [];
+const needsDrain = (s: net.Socket): boolean => !s.destroyed && s.writableNeedDrain;
 
 /** The CONNACKs the gateway itself refuses with. "Unavailable" has none: see upstream-link.ts. */
 export const CONNACK_CODES: Record<AuthFailure | 'identifier_rejected' | 'bad_auth_method', { v4: number; v5: number }> = {
@@ -81,7 +84,11 @@ export class DeviceSession {
       turnEnd: () => {
         const up = this.link?.socket;
         up?.uncork();
-        return [up, socket].filter((s): s is net.Socket => !!s && !s.destroyed && s.writableNeedDrain);
+        const upFull = !!up && needsDrain(up);
+        const deviceFull = needsDrain(socket);
+        // Every turn of every device ends here: no arrays for the usual case, where neither is full.
+        if (!upFull && !deviceFull) return NONE_FULL;
+        return upFull && deviceFull ? [up, socket] : [upFull ? (up as net.Socket) : socket];
       },
     });
     socket.on('error', () => this.close('device socket error'));
@@ -257,17 +264,23 @@ export class DeviceSession {
 
   private write(socket: net.Socket, packet: mqtt.Packet, version: Version, side: string): void {
     if (socket.destroyed || socket.writableEnded) return;
-    let bytes: Buffer;
+    let bytes: Buffer[];
     try {
-      // Without protocolVersion, generate() silently drops MQTT 5 properties and reason codes.
-      bytes = mqtt.generate(packet, { protocolVersion: version });
+      bytes = encode(packet, version);
     } catch (err) {
       this.ctx.counters.errors++;
       this.ctx.emit('error', new Error(`cannot encode ${packet.cmd} for the ${side} of ${this.device?.deviceId ?? this.remote}: ${(err as Error).message}`));
       this.close('encoding error');
       return;
     }
-    socket.write(bytes);
+    if (bytes.length === 1) {
+      socket.write(bytes[0]);
+      return;
+    }
+    // A chunk's header and payload leave together (a no-op inside the turn's own cork).
+    socket.cork();
+    for (const piece of bytes) socket.write(piece);
+    socket.uncork();
   }
 
   private malformed(message: string): void {

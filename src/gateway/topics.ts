@@ -1,8 +1,8 @@
 // MQTT topic-filter arithmetic the gateway's rewriting and ACLs rest on. Pure functions.
 
-import { matches } from '../core/topic-filter';
+import { matcher, matches } from '../core/topic-filter';
 
-export { matches };
+export { matcher, matches };
 
 /** True when some topic could match both filters (used to avoid double deliveries). */
 export function intersects(a: string, b: string): boolean {

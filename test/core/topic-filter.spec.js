@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('assert');
-const { matches, filterRegExp } = require('../../dist/core/topic-filter');
+const { matches, matcher, filterRegExp } = require('../../dist/core/topic-filter');
 
 // MQTT filter matching: the split-based check and the compiled one must agree on every pair.
 
@@ -25,6 +25,16 @@ describe('topic filters', function () {
     assert.ok(several.test('ota/t1/tago/data/post'));
     assert.ok(several.test('ota/d1/v2/fw/request/7/chunk/0'));
     assert.ok(!several.test('ota/d1/v1/devices/me/telemetry'));
+  });
+
+  it('compiled once per filter (matcher(), the gateway ACL rules and fences), agree with matches() on every filter and topic', function () {
+    const odd = ['a/\n', 'a/b\nc', 'a/\u2028', '\n/b'];
+    for (const f of [...filters, 'biotz/1/0/c.1/d+1/#', '$ota/update/+/+', 'a/(x)/[y]', '/a/app/u/#']) {
+      const test = matcher(f);
+      for (const t of [...topics, ...odd, 'biotz/1/0/c.1/d+1/x', 'biotz/1/0/cX1/d+1/x', '$ota/update/P/d', 'a/(x)/[y]', '/a/app/u/1.2']) {
+        assert.strictEqual(test(t), matches(f, t), `${f} vs ${JSON.stringify(t)}`);
+      }
+    }
   });
 
   it('agree on topics holding line breaks (\\n, \\r, \\u2028, \\u2029): a level is anything but a slash', function () {

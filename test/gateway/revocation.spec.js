@@ -3,6 +3,7 @@ const assert = require('assert');
 const h = require('./helpers');
 const { gatewayRig } = require('./brokers');
 const { DeviceRegistry } = require('../../dist/core/devices');
+const { eventually } = require('../support/eventually');
 
 // Deleting a device or rotating its token must end what its old identity opened: before, the
 // session ran on until the device itself hung up (for ever, with keepalive).
@@ -29,6 +30,7 @@ function revocationSuite(title, startBroker) {
         { id: 'rotated', dialect: 'tago', token: 'old-token' },
         { id: 'moved', dialect: 'biotz', attributes: { customer: 'c1' } },
         { id: 'bystander', dialect: 'thingsboard', token: 'bystander-token' },
+        { id: 'hopper', dialect: 'biotz', attributes: { customer: 'c1' } },
       ],
       server: false,
     });
@@ -69,6 +71,32 @@ function revocationSuite(title, startBroker) {
       const closed = closesWithin(biotz);
       await rig.store.repo.devices.register({ id: 'moved', dialect: 'biotz', attributes: { customer: 'c2' } });
       await closed;
+    });
+
+    // A session compiles its device's ACL rules and fences once (policy.ts): the compiled rules
+    // must never outlive the record they came from.
+    it('never lets a device publish by the ACL of a record that changed: after the move only the new customer\'s topics pass', async function () {
+      const watcher = await h.connect(rig.broker.url, { protocolVersion: rig.broker.version, clientId: 'hopper-watcher' });
+      rig.clients.push(watcher);
+      const seen = [];
+      watcher.on('message', (topic, payload) => seen.push(`${topic} ${payload}`));
+      await watcher.subscribeAsync('biotz/1/0/+/hopper/#');
+      const denied = [];
+      rig.gateway.on('denied', (e) => denied.push(e));
+      const before = await device({ clientId: 'hopper' });
+      await before.publishAsync('biotz/1/0/c1/hopper/report', 'as c1', { qos: 1 });
+      await eventually(() => seen.includes('biotz/1/0/c1/hopper/report as c1') || seen, 5000, 'the c1 report upstream');
+      const closed = closesWithin(before);
+      await rig.store.repo.devices.register({ id: 'hopper', dialect: 'biotz', attributes: { customer: 'c2' } });
+      await closed;
+      const after = await device({ clientId: 'hopper' });
+      // MQTT 5 hears "not authorized"; MQTT 3.1.1 has no way to say no and gets a plain PUBACK.
+      const refused = await after.publishAsync('biotz/1/0/c1/hopper/report', 'still c1?', { qos: 1 }).then(() => 'acknowledged', (err) => err.message);
+      if (rig.v5) assert.match(refused, /Not authorized/);
+      await after.publishAsync('biotz/1/0/c2/hopper/report', 'as c2', { qos: 1 });
+      await eventually(() => seen.includes('biotz/1/0/c2/hopper/report as c2') || seen, 5000, 'the c2 report upstream');
+      assert.ok(!seen.includes('biotz/1/0/c1/hopper/report still c1?'), `the old customer's topic reached the broker: ${seen.join(', ')}`);
+      assert.ok(denied.some((e) => e.deviceId === 'hopper' && e.topic === 'biotz/1/0/c1/hopper/report'));
     });
   });
 }
