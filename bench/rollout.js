@@ -13,7 +13,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { OtaRepository } = require('../dist/core/repository');
-const { trackerFor } = require('../dist/core/rollout/tracker');
+const { trackerFor } = require('../dist/core/device-updates/tracker');
 const { rolloutsFor } = require('../dist/core/rollouts/service');
 
 function wchar() {

@@ -8,7 +8,7 @@ import { BlobStore } from './firmware/blob-store';
 import { Catalogue, DEFAULT_MAX_IMAGE_BYTES } from './firmware/catalogue';
 import { DEFAULT_URL_TTL_SECONDS, signedPath } from './firmware/url-signing';
 import { DeviceRegistry } from './devices';
-import { RolloutStore } from './rollout/rollout-store';
+import { RolloutStore } from './device-updates/device-states';
 import { FirmwareRecord, OtaError } from './types';
 
 // The OTA repository: everything the nodes share, in one storage directory.

@@ -1,7 +1,7 @@
 import { DialectName, OtaError, isDialectName } from '../core/types';
 import { deliveryFor } from '../core/chunking';
 import { AssignResult, AssignService, NoticeMsg, OtaCommand } from '../core/dialects/assign-service';
-import type { NoticeOutcome, ReportOutcomes } from '../core/rollout/tracker';
+import type { NoticeOutcome, ReportOutcomes } from '../core/device-updates/tracker';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
 import type { DialectOptions } from '../core/dialects/dialect';
 import { NodeAPI, Node, NodeDef, NodeMessage, SendFn } from './red';

@@ -5,7 +5,7 @@ const { helper, nodes } = require('../support/red');
 const { imageOf, tempDir } = require('../support/images');
 const progressParser = require('../../dist/nodes/progress-parser.js');
 const otaRollout = require('../../dist/nodes/ota-rollout.js');
-const { trackerFor } = require('../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../dist/core/device-updates/tracker');
 
 describe('ota-rollout node', () => {
   let dir, repo, fw, out, notified;

@@ -33,7 +33,7 @@ describe('admin HTTP API: /ota/rollouts', function () {
   });
 
   function report(device, state = 'updated') {
-    const { trackerFor } = require('../../dist/core/rollout/tracker');
+    const { trackerFor } = require('../../dist/core/device-updates/tracker');
     trackerFor(repo).record({ device, dialect: 'tencent', state, ...(state === 'updated' ? { title: 'blink', version: '2.0.0' } : {}), at: new Date().toISOString() });
   }
 

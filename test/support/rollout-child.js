@@ -5,7 +5,7 @@
 const fs = require('fs');
 const path = require('path');
 const { OtaRepository } = require('../../dist/core/repository');
-const { trackerFor } = require('../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../dist/core/device-updates/tracker');
 const { rolloutsFor } = require('../../dist/core/rollouts/service');
 const { imageOf } = require('./images');
 

@@ -1,6 +1,6 @@
 import type { OtaRepository } from '../repository';
 import { DeviceRecord, FirmwareRecord, OtaError, PresenceEvent } from '../types';
-import { trackerFor } from '../rollout/tracker';
+import { trackerFor } from '../device-updates/tracker';
 import { ACTIONS, Action, RolloutEngine } from './engine';
 import type { Counts, Rollout } from './model';
 import { objectAt, parsePlan, parseTargets } from './plan';

@@ -4,8 +4,8 @@ import type { DownloadEvent } from '../firmware/download';
 import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent, isDialectName } from '../types';
 import { Dialect, dialectFor, leavesBySignal } from '../dialects';
 import { matches } from '../topic-filter';
-import { DeviceState, RolloutSummary, hasReceived, isActive } from './rollout-store';
-import { NormalisedEvent, fromDownload, normalise } from './events';
+import { DeviceState, RolloutSummary, hasReceived, isActive } from './device-states';
+import { NormalisedEvent, fromDownload, normalise } from './progress-events';
 
 // One tracker per repository: the single place where progress is applied to the rollout store,
 // timeouts fire and retries go out. Several progress-parser nodes, the download route and the

@@ -1,8 +1,8 @@
 import type { OtaRepository } from '../repository';
 import { unknownField } from '../fields';
 import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
-import type { DeviceState } from './rollout-store';
-import type { RolloutTracker } from './tracker';
+import type { DeviceState } from '../device-updates/device-states';
+import type { RolloutTracker } from '../device-updates/tracker';
 
 // What the admin HTTP API does, without HTTP: request bodies in, records out, OtaErrors naming
 // the field for anything wrong. Every request is validated in full before anything is written.
