@@ -100,6 +100,8 @@ export interface RolloutTrackerEvents {
   summary: [summary: RolloutSummary];
   /** Devices whose assignment ended (admin API, device deleted, a rollout's abort): no progress event says so. */
   unassigned: [devices: string[]];
+  /** Any change to a device's state, whoever made it (tracker, ota-assign's msg, the admin API): rollouts observe this. */
+  changed: [device: string];
 }
 
 export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
@@ -377,6 +379,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
   }
 
   private changed(s: DeviceState): void {
+    this.emit('changed', s.device);
     const p = this.policy;
     if (!this.running || !p) return;
     const at = this.deadline(s, p);

@@ -25,11 +25,8 @@ export interface RolloutView extends Omit<Rollout, 'devices'> {
 export class RolloutService {
   readonly engine: RolloutEngine;
   private started = false;
-  private readonly onProgress = (_ev: unknown, record: { device: string }) => this.engine.deviceChanged(record.device);
-  /** An unassignment (admin API, a device deleted) emits no progress event. */
-  private readonly onUnassigned = (devices: string[]) => {
-    for (const d of devices) this.engine.deviceChanged(d);
-  };
+  /** Every change of a device state, by any path (an ota-assign msg writes the store directly, with no progress event). */
+  private readonly onChanged = (device: string) => this.engine.deviceChanged(device);
   private readonly onPresence = (ev: PresenceEvent) => {
     if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
   };
@@ -47,8 +44,7 @@ export class RolloutService {
     if (this.started) return;
     this.started = true;
     const tracker = trackerFor(this.repo);
-    tracker.on('progress', this.onProgress);
-    tracker.on('unassigned', this.onUnassigned);
+    tracker.on('changed', this.onChanged);
     this.repo.on('presence', this.onPresence);
     this.engine.resume();
   }
@@ -57,8 +53,7 @@ export class RolloutService {
   stop(): Promise<void> {
     if (!this.started) return Promise.resolve();
     this.started = false;
-    trackerFor(this.repo).off('progress', this.onProgress);
-    trackerFor(this.repo).off('unassigned', this.onUnassigned);
+    trackerFor(this.repo).off('changed', this.onChanged);
     this.repo.off('presence', this.onPresence);
     this.engine.stop();
     return this.engine.persist();
@@ -105,6 +100,22 @@ export class RolloutService {
     return r;
   }
 
+  /**
+   * Records an assignment made outside the engine (POST /ota/assignments, an ota-assign node's
+   * msg), its notices sent already, as a rollout of one group; answers its id (undefined when
+   * MAX_ROLLOUTS are kept, none of them an ended assignment: the assignment stands unrecorded).
+   */
+  recordAssignment(firmware: FirmwareRecord, devices: DeviceRecord[]): string | undefined {
+    const seen = new Set<string>();
+    const targets = devices.filter((d) => !seen.has(d.id) && seen.add(d.id)).map((d) => this.target(d, firmware));
+    return this.engine.recordAssignment({ firmware, devices: targets })?.id;
+  }
+
+  private target(d: DeviceRecord, firmware: FirmwareRecord): TargetDevice {
+    const previous = this.previousOf(d, firmware);
+    return { id: d.id, dialect: d.dialect, ...(d.attributes.app !== undefined ? { app: d.attributes.app } : {}), ...(previous ? { previous } : {}) };
+  }
+
   private firmwareOf(value: unknown): FirmwareRecord {
     if (typeof value === 'string' && value.trim()) return this.repo.firmware.resolve(value.trim());
     if (value && typeof value === 'object' && !Array.isArray(value)) {
@@ -134,10 +145,7 @@ export class RolloutService {
         Object.entries(f.attributes ?? {}).every(([k, v]) => Object.prototype.hasOwnProperty.call(d.attributes, k) && d.attributes[k] === v) &&
         (!f.version || this.repo.rollout.get(d.id)?.current?.version === f.version));
     }
-    return list.map((d) => {
-      const previous = this.previousOf(d, firmware);
-      return { id: d.id, dialect: d.dialect, ...(d.attributes.app !== undefined ? { app: d.attributes.app } : {}), ...(previous ? { previous } : {}) };
-    });
+    return list.map((d) => this.target(d, firmware));
   }
 
   /** The catalogue record of what the device runs now: a reported version, or an assignment it completed. */
