@@ -166,8 +166,10 @@ export async function assign(repo: OtaRepository, tracker: RolloutTracker, body:
   const firmware = firmwareOf(repo, o.firmware);
   const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
   const assigned = tracker.assign(firmware, devices);
-  await assigned.settled;
+  // Recorded before the notices reach the broker: a gateway asks the rollouts whether a Sming
+  // device may have its notice (a device waiting in a staged rollout's later group leaves it now).
   const rollout = rolloutsFor(repo).recordAssignment(firmware, devices);
+  await assigned.settled;
   const records = assigned.records.map((r) => repo.rollout.get(r.device) ?? r);
   const failed = records.filter((r) => r.state === 'failed' && r.firmware === firmware.id);
   const toNotify = records.filter((r) => r.state !== 'updated').length;

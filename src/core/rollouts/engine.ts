@@ -21,6 +21,8 @@ export interface CreateInput {
   plan: Plan;
   /** The targets, in the order groups take them. */
   devices: TargetDevice[];
+  /** Devices a gateway holds Sming's shared notice back from until released (shared-notices.ts). */
+  gated?: (device: string) => boolean;
 }
 
 export type Action = 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'next';
@@ -135,6 +137,17 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     return l.r;
   }
 
+  /**
+   * May this device have a notice that reaches it whether or not it was meant for it (Sming's
+   * shared retained topic, held back at the gateway)? Yes outside every rollout that is not over;
+   * inside one, only while released: not before its group (waiting, queued), and not once it has
+   * taken it (a second copy is flashed again).
+   */
+  noticeReleased(device: string): boolean {
+    const hit = this.byDevice.get(device);
+    return !hit || hit.e.phase === 'released';
+  }
+
   /** Counts per group and in total. */
   counts(id: string): { groups: Counts[]; total: Counts } {
     const l = this.live.get(id);
@@ -151,7 +164,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       throw new OtaError('device_in_rollout', `${busy.length} target device${busy.length === 1 ? ' is' : 's are'} in another rollout not finished or aborted: ${shown}`, 'targets');
     }
     const split = splitGroups(input.plan.groups, input.devices.length);
-    refuseSplitSharedNotices(input.devices, split[0].size, input.firmware.version);
+    refuseSplitSharedNotices(input.devices, split[0].size, input.firmware.version, input.gated);
     const now = this.clock.now();
     const groups: GroupRecord[] = [];
     const devices: DeviceEntry[] = [];

@@ -28,8 +28,17 @@ export class RolloutService {
   /** Every change of a device state, by any path (an ota-assign msg writes the store directly, with no progress event). */
   private readonly onChanged = (device: string) => this.engine.deviceChanged(device);
   private readonly onPresence = (ev: PresenceEvent) => {
-    if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
+    if (!ev || typeof ev.device !== 'string') return;
+    // Registered devices only (the gateway authenticates them): the set stays as small as the fleet.
+    if (ev.event === 'connect' && this.gateways > 0 && this.repo.devices.get(ev.device)) this.gatedDevices.add(ev.device);
+    this.engine.presence(ev.device, ev.event);
   };
+  /** ota-gateway nodes of this repository that hold Sming's shared notice back (attachGateway). */
+  private gateways = 0;
+  /** Devices that connected through one of them since start. */
+  private readonly gatedDevices = new Set<string>();
+  /** What an ota-gateway asks before it delivers a Sming notice (src/gateway/notice-gate.ts). */
+  readonly noticeGate = { released: (device: string): boolean => this.engine.noticeReleased(device) };
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
@@ -59,6 +68,18 @@ export class RolloutService {
     return this.engine.persist();
   }
 
+  /** An ota-gateway that asks noticeGate is deployed; call the answer when it closes. */
+  attachGateway(): () => void {
+    this.gateways += 1;
+    let attached = true;
+    return () => {
+      if (!attached) return;
+      attached = false;
+      this.gateways -= 1;
+      if (this.gateways === 0) this.gatedDevices.clear();
+    };
+  }
+
   view(r: Rollout, withDevices = false): RolloutView {
     const { devices, ...rest } = r;
     const { groups, total } = this.engine.counts(r.id);
@@ -78,7 +99,8 @@ export class RolloutService {
     const targets = parseTargets(o.targets);
     const plan = parsePlan(o.plan);
     const devices = this.resolve(targets, firmware);
-    const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices });
+    const gated = (id: string) => this.gateways > 0 && this.gatedDevices.has(id);
+    const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices, gated });
     if (o.start === true) this.engine.act(r.id, 'start');
     await this.engine.persist();
     return r;
