@@ -295,15 +295,30 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
           break;
         case 'retry': {
           if (terminal(r) || r.state === 'draft') refuse();
-          const again = r.devices.filter((e) => e.phase === 'failed' || e.phase === 'timed_out');
-          for (const e of again) {
-            this.setPhase(l, e, 'released');
-            e.releasedAt = this.clock.now();
+          const failed = r.devices.filter((e) => e.phase === 'failed' || e.phase === 'timed_out');
+          // Within the rate and maxConcurrent like any notice (paused or not): as many as they
+          // allow go now, the rest wait for release() (once running) in their group's turn.
+          const now = this.clock.now();
+          while (l.window.length && l.window[0] <= now - MINUTE) l.window.shift();
+          const budget = Math.max(0, Math.min(this.rate(l) - l.window.length, (r.plan.maxConcurrent ?? Infinity) - inFlightOf(l.total)));
+          const again = failed.slice(0, budget);
+          for (const e of failed.slice(budget)) {
+            this.setPhase(l, e, 'waiting');
             delete e.reason;
           }
-          if (again.length) {
+          if (again.length) this.store.released(r.id, again.map((e) => e.device), now);
+          for (const e of again) {
+            this.setPhase(l, e, 'released');
+            e.releasedAt = now;
+            e.queuedAt = now;
+            l.window.push(now);
+            delete e.reason;
+          }
+          if (failed.length) {
             // The failed group is given another chance: its error condition counts afresh.
             for (const g of r.groups) if (g.state === 'failed' && !g.overridden && errorsOf(l.counts[g.index]) === 0) g.state = 'running';
+          }
+          if (again.length) {
             this.effects.retry(r.firmware, again.map((e) => e.device));
             for (const e of again) this.observe(l, e);
           }
@@ -643,8 +658,10 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.emit('event', { type, rollout: l.r.id, ...(l.r.kind ? { kind: l.r.kind } : {}), ...(group !== undefined ? { group } : {}), ...(detail ? { detail } : {}), counts: { ...counts }, at: this.clock.now() });
   }
 
+  private readonly snapshot = (): Rollout[] => this.list();
+
   private save(): void {
-    this.store.save(() => this.list());
+    this.store.save(this.snapshot);
   }
 
   /** When the next timed rule falls due: a jittered notice, a rate slot, a soak end, a group start. */

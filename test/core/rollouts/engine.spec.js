@@ -341,6 +341,25 @@ describe('rollout engine', () => {
       assert.strictEqual(r.state, 'finished');
     });
 
+    it('retries within maxConcurrent: the failed devices wait for free slots, never more in flight than allowed', () => {
+      const r = create({ groups: 1, maxConcurrent: 2 }, ids(6));
+      engine.act(r.id, 'start');
+      for (const id of ['d0000', 'd0001', 'd0002', 'd0003']) fleet.report(id, 'failed');
+      assert.deepStrictEqual(fleet.notified, ids(6));
+      engine.act(r.id, 'retry');
+      assert.strictEqual(fleet.notified.length, 6, 'd0004 and d0005 hold both slots: nothing sent again yet');
+      const c = () => engine.counts(r.id).total;
+      assert.deepStrictEqual([c().waiting, c().released], [4, 2]);
+      fleet.report('d0004', 'updated');
+      assert.deepStrictEqual(fleet.notified.slice(6), ['d0000']);
+      fleet.report('d0005', 'updated');
+      assert.deepStrictEqual(fleet.notified.slice(6), ['d0000', 'd0001']);
+      assert.strictEqual(c().released, 2);
+      for (const id of ids(4)) fleet.report(id, 'updated');
+      assert.strictEqual(r.state, 'finished');
+      assert.strictEqual(fleet.notified.length, 10, 'each failed device sent once more');
+    });
+
     it('pauses after a group with success action pause, and the next action starts the next group', () => {
       const r = create({ groups: [{ count: 1, success: { action: 'pause' } }, {}] }, ids(3));
       engine.act(r.id, 'start');
