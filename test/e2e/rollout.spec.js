@@ -121,6 +121,7 @@ describe(`end to end: a staged rollout of ${COUNT} devices pauses on its error t
   });
 
   it(`never had more than ${MAX_CONCURRENT} devices updating at once`, () => {
+    if (process.env.ROLLOUT_E2E_DEVICES) console.log(`      at most ${most} updating at once`);
     assert.ok(most <= MAX_CONCURRENT, `${most} at once`);
     assert.ok(most >= 5, `the limit was used (${most} at once)`);
   });
