@@ -4,7 +4,7 @@
 // `npm run e2e:large`, ROLLOUT_E2E_DEVICES=1000). Groups 1 % / 10 % / rest, error threshold 10 %:
 // 15 % of the second group fail their update (the simulator's failDevices: the image arrives
 // corrupted; no retry). The rollout must pause on the report that crosses 10 %, no device of the
-// third group may get a notice; once the failing devices are fixed, resume and retry must finish
+// third group may get a notice; once the failing devices are fixed, retry and resume must finish
 // it with every device updated, with at most 10 devices updating at once as the devices
 // themselves saw it.
 const assert = require('assert');
@@ -101,11 +101,12 @@ describe(`end to end: a staged rollout of ${COUNT} devices pauses on its error t
     assert.deepStrictEqual(devices.filter((s) => third.has(s.device) && s.firmware).map((s) => s.device), []);
   });
 
-  it('finishes once the failing devices are fixed, after resume and retry: every device updated once', async () => {
+  it('finishes once the failing devices are fixed, after retry and resume: every device updated once', async () => {
     // The fix (a bad flash partition, say): those devices now take their update.
     for (const d of fleet.devices.filter((x) => x.broken)) d.repair();
-    await pipeline.api.call('POST', `/ota/rollouts/${rollout.id}/resume`);
+    // Retry while paused: the failed devices go again (within maxConcurrent), then the rest.
     await pipeline.api.call('POST', `/ota/rollouts/${rollout.id}/retry`);
+    await pipeline.api.call('POST', `/ota/rollouts/${rollout.id}/resume`);
     const resumed = Date.now();
     await eventually(async () => {
       const r = await get();

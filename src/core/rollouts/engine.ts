@@ -645,7 +645,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const r = l.r;
     r.state = state;
     r.endedAt = this.clock.now();
-    if (r.kind === 'assignment') for (const g of r.groups) g.state = errorsOf(l.counts[g.index]) ? 'failed' : 'succeeded';
+    // An assignment's group failed if a device did; a cancelled one was unassigned or assigned again.
+    if (r.kind === 'assignment') for (const g of r.groups) g.state = l.counts[g.index].failed + l.counts[g.index].timed_out ? 'failed' : 'succeeded';
     delete r.reason;
     if (detail) r.detail = detail;
     else delete r.detail;

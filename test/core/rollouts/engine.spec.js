@@ -397,6 +397,21 @@ describe('rollout engine', () => {
     assert.strictEqual(r.groups[0].size, 2);
   });
 
+  it('splits Sming devices over groups behind a gateway: each gets its notice only while released', () => {
+    const devices = ['s1', 's2', 's3'].map((id) => ({ id, dialect: 'sming', app: 'lamp' }));
+    const plan = parsePlan({ groups: [{ count: 1 }, {}], success: { action: 'pause' } });
+    assert.throws(() => engine.create({ firmware: FW, targets: {}, plan, devices, gated: (id) => id !== 's3' }), /from s3 in a later group/);
+    const r = engine.create({ firmware: FW, targets: {}, plan, devices, gated: () => true });
+    assert.deepStrictEqual(['s1', 's2', 'x'].map((id) => engine.noticeReleased(id)), [false, false, true], 'waiting: held; outside every rollout: free');
+    engine.act(r.id, 'start');
+    assert.deepStrictEqual(['s1', 's2'].map((id) => engine.noticeReleased(id)), [true, false]);
+    fleet.report('s1', 'updated');
+    assert.strictEqual(r.state, 'paused');
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [false, false, false], 'done: a second copy would be flashed again');
+    engine.act(r.id, 'next');
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [false, true, true]);
+  });
+
   describe('restart', () => {
     it('resumes after a crash between the release and the snapshot: no device notified twice, no group skipped', async () => {
       const r = create({ groups: [{ count: 5 }, { count: 5 }, {}], maxConcurrent: 3 }, ids(15));
