@@ -12,7 +12,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { OtaRepository } = require('../dist/core/repository');
-const { trackerFor } = require('../dist/core/rollout/tracker');
+const { trackerFor } = require('../dist/core/device-updates/tracker');
 const { HomeAssistantBridge, haSettings, DEFAULT_LIMITS } = require('../dist/core/homeassistant');
 
 const arg = process.argv.indexOf('--devices');

@@ -15,11 +15,14 @@
 //               (which turns TCP_NODELAY on for Node-RED's broker connections)
 //   + the targets of bench/lib/targets.js: chunk-server (wired), chunk-server-direct (Reply
 //     directly) and bare-in-red (the bare responder's code inside that Node-RED)
+// Also: fleet/gateway/10000dev (bench/lib/fleet.js) and rollout/engine/10000dev (bench/rollout.js:
+// time from the report that crosses a rollout's error threshold to paused, engine time per device
+// report, bytes written per device report; median of --reps runs).
 // Every loop is bounded in count and time; everything listens on 127.0.0.1 and stops by itself.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { fork } = require('child_process');
+const { execFile, fork } = require('child_process');
 const mqtt = require('mqtt');
 const { startNodeRed, ROOT } = require('../scripts/node-red-runtime');
 const { startMosquitto, startAedes, haveMosquitto } = require('./lib/brokers');
@@ -67,13 +70,14 @@ function allScenarios() {
   }
   for (const connections of [1, 10, 100]) list.push({ kind: 'http', name: `http/16MiB/${connections}conn`, connections });
   list.push({ kind: 'fleet', name: 'fleet/gateway/10000dev', devices: 10000 });
+  list.push({ kind: 'rollout', name: 'rollout/engine/10000dev', devices: 10000 });
   return list;
 }
 
 const QUICK = [
   'mqtt/mosquitto/qos1/4k/1dev', 'mqtt/mosquitto/qos1/4k/10dev', 'mqtt/mosquitto/qos1/4k/100dev', 'mqtt/mosquitto/qos1/4k/1000dev',
   'mqtt/mosquitto/qos1/64k/1dev', 'mqtt/mosquitto/qos0/4k/1dev', 'mqtt/aedes/qos1/4k/1dev', 'mqtt/aedes/qos1/4k/100dev',
-  'http/16MiB/1conn', 'http/16MiB/10conn', 'http/16MiB/100conn', 'fleet/gateway/10000dev',
+  'http/16MiB/1conn', 'http/16MiB/10conn', 'http/16MiB/100conn', 'fleet/gateway/10000dev', 'rollout/engine/10000dev',
 ];
 
 function select(opts) {
@@ -267,6 +271,7 @@ async function main() {
       if (s.kind === 'mqtt') emit(await runMqtt(s, brokers[s.broker], targets, opts, log));
       else if (s.kind === 'http') emit(await runHttp(s, http, opts, log, stops, tmp));
       else if (s.kind === 'fleet') emit(await runFleet(s, { tmp, log, imageFile }));
+      else if (s.kind === 'rollout') emit(await runRollout(s, opts, log));
     }
   } finally {
     await cleanup();
@@ -357,6 +362,30 @@ async function runFleet(s, ctx) {
   return fleet.runFleet(s, { ...ctx, forkChild });
 }
 
+/**
+ * bench/rollout.js (the rollout engine on a real repository, driven by device reports) in a child
+ * process of its own, --reps times (--quick: once); the median of each figure.
+ */
+async function runRollout(s, opts, log) {
+  const runs = [];
+  for (let i = 0; i < (opts.quick ? 1 : opts.reps); i++) {
+    log(`${s.name}: run ${i + 1}`);
+    const out = await new Promise((resolve, reject) => {
+      execFile(process.execPath, [path.join(__dirname, 'rollout.js'), '--devices', String(s.devices)], { timeout: 300_000, maxBuffer: 1 << 20 }, (err, stdout) => {
+        if (err) reject(err);
+        else resolve(stdout);
+      });
+    });
+    runs.push(JSON.parse(out.trim().split('\n').pop()));
+  }
+  const med = (key) => median(runs.map((r) => r[key]));
+  return {
+    scenario: s.name, devices: s.devices, groups: runs[0].groups, runs: runs.length, events: runs[0].events,
+    pauseMs: med('pauseMs'), engineUsPerEvent: med('engineUsPerEvent'), bytesPerEvent: med('bytesPerEvent'),
+    noticesAtPause: runs[0].noticesAtPause, all: runs.map((r) => ({ pauseMs: r.pauseMs, engineUsPerEvent: r.engineUsPerEvent, bytesPerEvent: r.bytesPerEvent })),
+  };
+}
+
 // ---------------------------------------------------------------- table
 function fmt(x, d = 3) {
   if (!Number.isFinite(x)) return '-';
@@ -392,6 +421,10 @@ function printTable(results) {
       lines.push('', `${r.scenario} (${r.server}, ${r.broker}, ${r.gateway}): ${r.devices} devices${r.capped ? ` (${r.capped})` : ''}, ${r.connected} connected, ${r.answered} answered a chunk, ${r.failed} failed, in ${r.seconds} s`);
       lines.push(`  at ${r.at.join(' / ')} devices: Node-RED RSS ${r.redRssMiB.join(' / ')} MiB (${r.redKiBPerDevice} KiB per device)${r.gatewayRssMiB ? `, gateway RSS ${r.gatewayRssMiB.join(' / ')} MiB (${r.gatewayKiBPerDevice} KiB per device)` : ''}`);
     }
+  }
+  for (const r of results.filter((x) => x.scenario && x.scenario.startsWith('rollout/'))) {
+    lines.push('', `${r.scenario}: groups ${r.groups.join(' / ')}, error threshold 10 %, ${r.events} device reports, median of ${r.runs}:`);
+    lines.push(`  crossing report to paused ${fmt(r.pauseMs)} ms (goal < 100 ms); engine ${fmt(r.engineUsPerEvent)} µs per device report; ${fmt(r.bytesPerEvent)} bytes written per device report; ${r.noticesAtPause} notices sent by the pause (groups 1 and 2)`);
   }
   console.error('\n' + lines.join('\n'));
 }

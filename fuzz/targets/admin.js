@@ -13,9 +13,9 @@ const { impurity } = require('../lib/invariants');
 const dist = (p) => require(path.join(__dirname, '../../dist', p));
 const { OtaError } = dist('core/types');
 const { OtaRepository } = dist('core/repository');
-const { multipartBoundary, parseMultipart } = dist('core/rollout/multipart');
-const admin = dist('core/rollout/admin');
-const { trackerFor } = dist('core/rollout/tracker');
+const { multipartBoundary, parseMultipart } = dist('core/admin/multipart');
+const admin = dist('core/admin/requests');
+const { trackerFor } = dist('core/device-updates/tracker');
 const { isTopicSafe } = dist('core/devices');
 
 // eslint-disable-next-line no-control-regex

@@ -8,7 +8,7 @@ import { BlobStore } from './firmware/blob-store';
 import { Catalogue, DEFAULT_MAX_IMAGE_BYTES } from './firmware/catalogue';
 import { DEFAULT_URL_TTL_SECONDS, compactSignedPath, signedPath } from './firmware/url-signing';
 import { DeviceRegistry } from './devices';
-import { RolloutStore } from './rollout/rollout-store';
+import { RolloutStore } from './device-updates/device-states';
 import { FileRolloutPersistence } from './rollouts/persistence';
 import type { RolloutPersistence } from './rollouts/ports';
 import type { Blobs, RemoteChange, StorageOptions, StorageSnapshot } from './storage/backend';

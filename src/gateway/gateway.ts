@@ -9,6 +9,7 @@ import { AclRule, policyFor, TopicPolicy } from './policy';
 import { DeviceSession } from './session';
 import { connectUpstream, parseBrokerUrl, UpstreamOptions } from './upstream';
 import { BrokerProtocol, isUpstreamProtocol, UpstreamProtocol } from './protocol-bridge';
+import type { NoticeGate } from './notice-gate';
 
 // The device front door: a TCP listener that gives every device connection its own session
 // (see session.ts) and keeps the counters a status dot needs.
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   limits?: Partial<GatewayLimits>;
   /** 'refused', 'denied', 'malformed' and 'error' events of each kind per 10 s; the rest are counted only. */
   maxEventsPerKind?: number;
+  /** Holds Sming's shared notice back from devices a rollout has not released (notice-gate.ts). */
+  noticeGate?: NoticeGate;
 }
 
 export type GatewayAclRules = Parameters<typeof policyFor>[1]['aclRules'];
@@ -99,6 +102,7 @@ export interface GatewayContext {
   /** What the broker speaks (protocol-bridge.ts). */
   protocol: BrokerProtocol;
   limits: GatewayLimits;
+  noticeGate?: NoticeGate;
   policyFor(device: DeviceIdentity): TopicPolicy;
   connectUpstream(): net.Socket;
   emit(event: string, payload: unknown): void;
@@ -169,6 +173,7 @@ export class OtaGateway extends EventEmitter {
       closeGraceMs: options.closeGraceMs ?? 2_000,
       protocol: this.protocol,
       limits,
+      noticeGate: options.noticeGate,
       policyFor: (device) => policyFor(device, { namespace, aclRules, attributes }),
       connectUpstream: () => connectUpstream(upstream),
       emit: (event, payload) => {

@@ -9,6 +9,7 @@ import { PublishTopics } from './publish-topics';
 import { SubscriptionBook } from './subscriptions';
 import type { UpstreamLink } from './upstream-link';
 import type { GatewayContext } from './gateway';
+import { withheld } from './notice-gate';
 
 // What a device's session does with each packet once linked, both ways: the device's go up
 // rewritten by its TopicPolicy (and bridged to 3.1.1 where the broker lacks MQTT 5), the broker's
@@ -210,6 +211,8 @@ export class PacketRelay {
     const out = this.topics.down(packet);
     // Not the device's (cannot happen with our own filters): acknowledge and drop.
     if (out === null) return this.dropDown(packet);
+    // A Sming notice for a device its rollout has not released yet (notice-gate.ts).
+    if (withheld(this.ctx.noticeGate, this.options.device, out)) return this.dropDown(packet);
     // Over the device's Maximum Packet Size: a 3.1.1 broker never heard of it (protocol-bridge.ts).
     if (this.link.bridged && bridge.exceedsPacketSize(out, this.options.deviceMaxPacket)) return this.dropDown(packet);
     this.ctx.counters.delivered++;

@@ -1,7 +1,7 @@
 import { OtaError } from '../core/types';
-import { assign, bodyParserError, checkFields, deviceView, registerDevice, requireJsonType, statusFor, storeFirmware, unassign, UploadFields } from '../core/rollout/admin';
-import { multipartBoundary, parseMultipart } from '../core/rollout/multipart';
-import { trackerFor } from '../core/rollout/tracker';
+import { assign, bodyParserError, checkFields, deviceView, registerDevice, requireJsonType, statusFor, storeFirmware, unassign, UploadFields } from '../core/admin/requests';
+import { multipartBoundary, parseMultipart } from '../core/admin/multipart';
+import { trackerFor } from '../core/device-updates/tracker';
 import { ErrorHandler, Handler, HttpRequest, HttpResponse, NodeAPI, Router, removeRoutes } from './red';
 import type { OtaRepositoryNode } from './repository-node';
 import { ROLLOUT_PATHS, rolloutRoutes } from './rollouts-api';
@@ -10,7 +10,7 @@ import { installAdminFallback, notFound } from './admin-fallback';
 // The admin HTTP API under /ota on RED.httpAdmin (so behind adminAuth when it is on): firmware,
 // devices, assignments, rollout summary. Registered once per runtime however many repository
 // nodes exist (?repository=<config node id> picks one; default the first), removed when the last
-// one closes. The work itself is in src/core/rollout/admin.ts.
+// one closes. The work itself is in src/core/admin/requests.ts.
 
 const PATHS = ['/ota/firmware', '/ota/firmware/:id', '/ota/devices', '/ota/devices/:id', '/ota/assignments', '/ota/rollout', ...ROLLOUT_PATHS];
 /** Where the body-parser error handler listens (prefixes: /ota/firmware covers /ota/firmware/:id). */

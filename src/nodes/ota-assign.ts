@@ -1,11 +1,12 @@
 import { DialectName, OtaError, isDialectName } from '../core/types';
 import { deliveryFor } from '../core/chunking';
 import { AssignResult, AssignService, NoticeMsg, OtaCommand } from '../core/dialects/assign-service';
-import type { NoticeOutcome, ReportOutcomes } from '../core/rollout/tracker';
+import type { NoticeOutcome, ReportOutcomes } from '../core/device-updates/tracker';
 import { optionsFromSettings, DeliverySettings } from '../core/dialects/options';
 import type { DialectOptions } from '../core/dialects/dialect';
 import { NodeAPI, Node, NodeDef, NodeMessage, SendFn } from './red';
 import { useRepository } from './repository-node';
+import { rolloutsFor } from '../core/rollouts/service';
 
 // ota-assign: firmware + devices in, one notice per device out (ready for mqtt out). Also answers
 // the uplinks that ask for an assignment (ThingsBoard attribute requests, Tencent version reports)
@@ -72,6 +73,8 @@ export = function (RED: NodeAPI) {
         const firmware = service.resolveFirmware(msg.firmware);
         const devices = await service.resolveDevices(msg.devices, tag, errors);
         const result = await service.assign(firmware, devices);
+        // Seen in /ota/rollouts as a rollout of one group, like an assignment through the admin API.
+        rolloutsFor(repo).recordAssignment(firmware, devices);
         result.errors.unshift(...errors);
         for (const out of result.outs) out.firmware = firmware;
         return { result, verb: 'notified' };

@@ -6,6 +6,7 @@ import type { ConnectEvent, DisconnectEvent, GatewayLimits, RefusedEvent, Subscr
 import { NodeAPI, Node, NodeDef } from './red';
 import { useRepository } from './repository-node';
 import { brokerSource, upstreamFromBrokerNode, UpstreamChoice, MqttBrokerConfigNode } from './broker-url';
+import { rolloutsFor } from '../core/rollouts/service';
 
 // ota-gateway: the device front door as a node. Devices connect here instead of to the broker;
 // the node authenticates them against the repository's device list and proxies each one to the
@@ -113,6 +114,8 @@ export = function (RED: NodeAPI) {
         upstreamProtocol: protocol === 'auto' && upstream.protocol ? upstream.protocol : protocol,
         attributes,
         limits: resolveLimits(limitsOf(config)),
+        // Sming's shared notice reaches a device only once its rollout released it.
+        noticeGate: rolloutsFor(repoNode.repo).noticeGate,
       });
     } catch (err) {
       node.status({ fill: 'red', shape: 'ring', text: 'ota-gateway.status.badConfig' });
@@ -140,6 +143,7 @@ export = function (RED: NodeAPI) {
     };
 
     const repo = repoNode.repo;
+    const detachGateway = rolloutsFor(repo).attachGateway();
     const presence = (event: PresenceEvent['event'], e: ConnectEvent, filters?: string[]) => {
       if (!e.deviceId || !isDialectName(e.dialect)) return;
       const ev: PresenceEvent = { device: e.deviceId, dialect: e.dialect, event, ...(filters ? { filters } : {}), session: e.remote, at: repo.now().toISOString() };
@@ -199,6 +203,7 @@ export = function (RED: NodeAPI) {
         done();
       };
       const guard = setTimeout(finish, CLOSE_GUARD_MS);
+      detachGateway();
       gateway.close().then(finish, finish);
     });
   }

@@ -3,7 +3,7 @@ import * as path from 'path';
 import { OtaRepository, DEFAULT_DOWNLOAD_PATH } from '../core/repository';
 import { serveDownload } from '../core/firmware/download';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../core/firmware/catalogue';
-import { trackerFor } from '../core/rollout/tracker';
+import { trackerFor } from '../core/device-updates/tracker';
 import { driveRollouts } from '../core/storage/driving';
 import { ErrorThrottle } from '../core/error-throttle';
 import { deliveryFor } from '../core/chunking';

@@ -44,7 +44,11 @@ export = function (RED: NodeAPI) {
       node.status({ fill: FILL[r.state], shape: r.state === 'running' ? 'dot' : 'ring', text });
     }
 
+    // Assignments are rollouts of one group too (/ota/rollouts shows them); this node is about
+    // staged ones: an assignment neither sends events here nor counts as the one open rollout.
+    const staged = (r: { kind?: string }) => r.kind !== 'assignment';
     const onEvent = (event: RolloutEvent) => {
+      if (!staged(event)) return;
       shown = event.rollout;
       const r = service.engine.list().find((x) => x.id === event.rollout);
       node.send({ topic: event.type, payload: { ...event, ...(event.group !== undefined ? { group: event.group + 1 } : {}) }, rollout: r ? service.view(r) : undefined });
@@ -52,7 +56,7 @@ export = function (RED: NodeAPI) {
     };
     service.engine.on('event', onEvent);
     // After a deploy or restart: the newest rollout still open.
-    shown = service.engine.list().filter((r) => r.state !== 'finished' && r.state !== 'aborted').at(-1)?.id;
+    shown = service.engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted').at(-1)?.id;
     showStatus();
     node.on('close', (_removed, done) => {
       service.engine.off('event', onEvent);
@@ -63,7 +67,7 @@ export = function (RED: NodeAPI) {
     function target(value: unknown): string {
       if (typeof value === 'string' && value.trim()) return value.trim();
       if (value && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string') return (value as { id: string }).id;
-      const open = service.engine.list().filter((r) => r.state !== 'finished' && r.state !== 'aborted');
+      const open = service.engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted');
       if (open.length === 1) return open[0].id;
       throw new OtaError('bad_field', open.length ? 'several rollouts are open: name one with msg.rollout (its id)' : 'no rollout is open: create one with msg.rollout (a plan)', 'rollout');
     }

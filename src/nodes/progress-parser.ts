@@ -1,15 +1,15 @@
 import { DialectName, ProgressEvent, isDialectName } from '../core/types';
-import { detectDialect, dialectFor } from '../core/rollout/detect';
-import { EventContext, NormalisedEvent, explainError, toProgressEvent } from '../core/rollout/events';
-import type { DeviceState, RolloutSummary } from '../core/rollout/rollout-store';
-import { EventSource, policyFromSettings, trackerFor } from '../core/rollout/tracker';
+import { detectDialect, dialectFor } from '../core/device-updates/detect-dialect';
+import { EventContext, NormalisedEvent, explainError, toProgressEvent } from '../core/device-updates/progress-events';
+import type { DeviceState, RolloutSummary } from '../core/device-updates/device-states';
+import { EventSource, policyFromSettings, trackerFor } from '../core/device-updates/tracker';
 import { NodeAPI, Node, NodeDef, NodeMessage } from './red';
 import { useRepository } from './repository-node';
 import { reportUnregistered } from './unregistered-report';
 
 // progress-parser: device uplinks (any dialect), chunk-server progress and download events in;
 // normalised progress events (output 1) and rollout summaries (output 2) out. The rollout itself
-// (records, timeouts, retries) lives in the repository's tracker, src/core/rollout/tracker.ts.
+// (records, timeouts, retries) lives in the repository's tracker, src/core/device-updates/tracker.ts.
 
 interface ProgressParserDef extends NodeDef {
   repository?: string;

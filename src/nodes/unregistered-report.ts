@@ -1,4 +1,4 @@
-import { UnregisteredTally } from '../core/rollout/unregistered';
+import { UnregisteredTally } from '../core/device-updates/unregistered';
 import type { Node } from './red';
 
 // Uplinks from unregistered devices, counted by a node and reported with node.warn once a minute

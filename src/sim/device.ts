@@ -81,7 +81,7 @@ export class SimDevice extends EventEmitter {
     private readonly slots: Semaphore,
     faulty: boolean,
     /** Fails every update (failRate, failDevices): every image it takes is corrupted. */
-    readonly broken = false,
+    private brokenNow = false,
   ) {
     super();
     this.id = identity.id;
@@ -298,6 +298,21 @@ export class SimDevice extends EventEmitter {
     this.faultsLeft.stall = false;
     this.emit('log', `${this.id}: stalling ${this.options.faults.stallMs} ms (fault injection)`);
     return this.options.faults.stallMs ?? 0;
+  }
+
+  /** Fails every update (failRate, failDevices) until repair(). */
+  get broken(): boolean {
+    return this.brokenNow;
+  }
+
+  /**
+   * What an operator's fix does for a device that failed every update (a bad image replaced, a
+   * flash partition repaired): its next update succeeds, and it takes notices again as a fresh
+   * device would (its attempts start over).
+   */
+  repair(): void {
+    this.brokenNow = false;
+    this.attempts = 0;
   }
 
   corruptDue(chunkIndex: number): boolean {

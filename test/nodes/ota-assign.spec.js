@@ -55,6 +55,22 @@ describe('ota-assign', function () {
     assert.match(String(await receive(helper.getNode('assign'), { firmware: fw, devices: 'c', action: 'explode' })), /unknown action "explode"/);
   });
 
+  it('records a msg assignment as a rollout of one group, and its unassignment ends it', async function () {
+    const repo = await env.load({ dialect: 'thingsboard' });
+    const { rolloutsFor } = require('../../dist/core/rollouts/service');
+    const fw = (await repo.firmware.store({ image: image(50), title: 'app', version: '1.0.0' })).record;
+    await repo.devices.register({ id: 'a', dialect: 'thingsboard', tags: ['lab'] });
+    await repo.devices.register({ id: 'b', dialect: 'thingsboard', tags: ['lab'] });
+    assert.strictEqual(await receive(helper.getNode('assign'), { firmware: fw, tag: 'lab' }), undefined);
+    const [r] = rolloutsFor(repo).list();
+    assert.strictEqual(r.kind, 'assignment');
+    assert.deepStrictEqual([r.state, r.groups.length, r.counts.released], ['running', 1, 2]);
+    // ota-assign writes the device states itself (no tracker event): the rollout still sees it.
+    assert.strictEqual(await receive(helper.getNode('assign'), { devices: ['a', 'b'], action: 'unassign' }), undefined);
+    const [after] = rolloutsFor(repo).list();
+    assert.deepStrictEqual([after.state, after.counts.cancelled], ['finished', 2]);
+  });
+
   it('sends notices when the repository emits a command, for the devices of its dialect only', async function () {
     const repo = await env.load({ dialect: 'thingsboard' });
     const fw = (await repo.firmware.store({ image: image(50), title: 'app', version: '1.0.0' })).record;

@@ -5,7 +5,7 @@ const { helper, nodes } = require('../support/red');
 const { imageOf, tempDir } = require('../support/images');
 const progressParser = require('../../dist/nodes/progress-parser.js');
 const otaRollout = require('../../dist/nodes/ota-rollout.js');
-const { trackerFor } = require('../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../dist/core/device-updates/tracker');
 
 describe('ota-rollout node', () => {
   let dir, repo, fw, out, notified;
@@ -75,6 +75,25 @@ describe('ota-rollout node', () => {
     ro.receive({ action: 'abort', rollout: st.payload.id });
     await tick();
     assert.strictEqual(out.at(-1).topic, 'aborted');
+  });
+
+  it('leaves assignments out: no event of theirs, and an action without an id still finds the one staged rollout', async () => {
+    const { rolloutsFor } = require('../../dist/core/rollouts/service');
+    const ro = helper.getNode('ro');
+    const caught = [];
+    helper.getNode('caught').on('input', (msg) => caught.push(msg.error && msg.error.message));
+    ro.receive({ rollout: { firmware: fw.id, targets: { devices: ['d00', 'd01'] }, plan: { groups: [{ count: 1, success: { action: 'pause' } }, {}] }, start: true } });
+    await tick();
+    // An assignment still open (nothing reported yet): a rollout of one group too.
+    await helper.request().post('/ota/assignments').send({ firmware: fw.id, devices: ['d20'] }).expect(200);
+    assert.strictEqual(rolloutsFor(repo).list().filter((r) => r.kind === 'assignment' && r.state === 'running').length, 1);
+    report('d00', 'updated');
+    await tick();
+    ro.receive({ action: 'next' });
+    await tick();
+    assert.deepStrictEqual(types(), ['created', 'started', 'group-started', 'group-succeeded', 'paused', 'group-started', 'resumed']);
+    assert.deepStrictEqual(notified, ['d00', 'd20', 'd01']);
+    assert.deepStrictEqual(caught, []);
   });
 
   it('reports a bad plan or action to Catch nodes, naming the field, and carries on', async () => {

@@ -33,7 +33,7 @@ describe('admin HTTP API: /ota/rollouts', function () {
   });
 
   function report(device, state = 'updated') {
-    const { trackerFor } = require('../../dist/core/rollout/tracker');
+    const { trackerFor } = require('../../dist/core/device-updates/tracker');
     trackerFor(repo).record({ device, dialect: 'tencent', state, ...(state === 'updated' ? { title: 'blink', version: '2.0.0' } : {}), at: new Date().toISOString() });
   }
 
@@ -124,5 +124,59 @@ describe('admin HTTP API: /ota/rollouts', function () {
     const res = await api().post('/ota/assignments').send({ firmware: fw.id, devices: ['d05'] }).expect(200);
     assert.strictEqual(res.body.devices[0].state, 'notified');
     assert.deepStrictEqual(notified, ['d05']);
+  });
+
+  it('records an assignment as a rollout of one group, followed to its end in /ota/rollouts', async () => {
+    const res = await api().post('/ota/assignments').send({ firmware: fw.id, devices: ['d05', 'd06', 'd07'] }).expect(200);
+    assert.deepStrictEqual(res.body.devices.map((d) => d.state), ['notified', 'notified', 'notified'], 'the answer is as before');
+    assert.strictEqual(typeof res.body.rollout, 'string');
+    const r = (await api().get(`/ota/rollouts/${res.body.rollout}?devices=true`).expect(200)).body;
+    assert.strictEqual(r.kind, 'assignment');
+    assert.strictEqual(r.state, 'running');
+    assert.deepStrictEqual(r.groups.map((g) => [g.size, g.state]), [[3, 'running']]);
+    assert.strictEqual(r.counts.released, 3);
+    report('d05');
+    report('d06', 'failed');
+    let now = (await api().get(`/ota/rollouts/${r.id}`).expect(200)).body;
+    assert.strictEqual(now.state, 'running', 'no condition pauses an assignment');
+    assert.deepStrictEqual([now.counts.succeeded, now.counts.failed, now.counts.released], [1, 1, 1]);
+    // Unassigning the last device ends it (cancelled there), as the device state says.
+    await api().delete('/ota/assignments').send({ devices: ['d07'] }).expect(200);
+    now = (await api().get(`/ota/rollouts/${r.id}`).expect(200)).body;
+    assert.strictEqual(now.state, 'finished');
+    assert.deepStrictEqual([now.counts.succeeded, now.counts.failed, now.counts.cancelled], [1, 1, 1]);
+    assert.deepStrictEqual(now.groups.map((g) => g.state), ['failed']);
+    // Its firmware can be deleted once no device holds it, as before.
+    await api().delete('/ota/assignments').send({ devices: ['d05', 'd06'] }).expect(200);
+    await api().delete(`/ota/firmware/${fw.id}`).expect(200);
+  });
+
+  it('takes a device assigned by hand out of a staged rollout: the rollout never notifies it', async () => {
+    const created = await api().post('/ota/rollouts').send({
+      firmware: fw.id, targets: { devices: ['d00', 'd01', 'd02', 'd03'] }, plan: { groups: [{ count: 2 }, {}] }, start: true,
+    }).expect(201);
+    assert.deepStrictEqual(notified, ['d00', 'd01']);
+    // d03 waits in the second group; an operator assigns it the firmware now.
+    const res = await api().post('/ota/assignments').send({ firmware: fw.id, devices: ['d03'] }).expect(200);
+    assert.deepStrictEqual(notified, ['d00', 'd01', 'd03']);
+    const staged = (await api().get(`/ota/rollouts/${created.body.id}?devices=true`).expect(200)).body;
+    assert.strictEqual(staged.devices.find((e) => e.device === 'd03').phase, 'cancelled');
+    report('d00');
+    report('d01');
+    assert.deepStrictEqual(notified, ['d00', 'd01', 'd03', 'd02'], 'the second group notifies d02 only: d03 has its notice already');
+    assert.strictEqual((await api().get(`/ota/rollouts/${res.body.rollout}`).expect(200)).body.counts.released, 1);
+    // d03 belongs to its assignment now, until that ends: a new staged rollout cannot take it.
+    await api().post('/ota/rollouts').send({ firmware: fw.id, targets: { devices: ['d03'] }, plan: { groups: 1 } }).expect(409);
+  });
+
+  it('forgets the oldest ended assignments beyond the limit, never refusing an assignment', async () => {
+    const { MAX_ENDED_ASSIGNMENTS } = require('../../dist/core/rollouts/engine');
+    for (let i = 0; i < MAX_ENDED_ASSIGNMENTS + 5; i++) {
+      await api().post('/ota/assignments').send({ firmware: fw.id, devices: ['d09'] }).expect(200);
+      report('d09');
+    }
+    const list = (await api().get('/ota/rollouts').expect(200)).body;
+    assert.ok(list.length <= MAX_ENDED_ASSIGNMENTS + 1, `${list.length} kept`);
+    assert.ok(list.every((x) => x.kind === 'assignment'));
   });
 });

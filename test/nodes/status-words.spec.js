@@ -6,7 +6,7 @@ const { tempDir, imageOf } = require('../support/images');
 const { catalogues, translated } = require('../support/i18n');
 const h = require('../gateway/helpers');
 const { util } = require('@node-red/util');
-const { trackerFor } = require('../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../dist/core/device-updates/tracker');
 
 // The words under each node, as a user reads them: "1 images", "1 devices connected", "1 chunks
 // served" had no singular; ota-assign said only what its last batch did ("1 cleared", with 40

@@ -7,7 +7,7 @@
 // waits, and on taking over hears from the devices that updated meanwhile.
 const fs = require('fs');
 const { OtaRepository } = require('../../dist/core/repository');
-const { trackerFor } = require('../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../dist/core/device-updates/tracker');
 const { rolloutsFor } = require('../../dist/core/rollouts/service');
 const { driveRollouts } = require('../../dist/core/storage/driving');
 const { imageOf } = require('./images');

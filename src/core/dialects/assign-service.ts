@@ -4,7 +4,7 @@ import type { Delivery } from '../chunking';
 import type { DialectOptions, FirmwareRef } from './dialect';
 import { dialectFor } from './index';
 import { tagoChunkSize } from './tago';
-import { hasReceived } from '../rollout/rollout-store';
+import { hasReceived } from '../device-updates/device-states';
 
 // Assignments and their notices: which firmware goes to which devices, recorded in the rollout
 // store, and the downlinks that tell each device. Pure of Node-RED; the ota-assign node is glue.

@@ -1,8 +1,8 @@
 import type { OtaRepository } from '../repository';
 import type { DeviceChange } from '../devices';
 import type { DeviceRecord, FirmwareRecord, PresenceEvent } from '../types';
-import { RolloutTracker, trackerFor } from '../rollout/tracker';
-import { isActive } from '../rollout/rollout-store';
+import { RolloutTracker, trackerFor } from '../device-updates/tracker';
+import { isActive } from '../device-updates/device-states';
 import { ErrorThrottle } from '../error-throttle';
 import {
   EntityTopics, HaSettings, PAYLOAD_INSTALL, bridgeAvailabilityTopic, commandFilter, configFilter, discoveryConfig,

@@ -1,7 +1,7 @@
 import { createHash } from 'crypto';
 import * as semver from 'semver';
 import type { DeviceRecord, FirmwareRecord } from '../types';
-import { DeviceState, isActive } from '../rollout/rollout-store';
+import { DeviceState, isActive } from '../device-updates/device-states';
 import { OtaError } from '../types';
 
 // One Home Assistant MQTT `update` entity per registered device: its discovery config, its state

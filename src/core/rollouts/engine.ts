@@ -21,6 +21,8 @@ export interface CreateInput {
   plan: Plan;
   /** The targets, in the order groups take them. */
   devices: TargetDevice[];
+  /** Devices a gateway holds Sming's shared notice back from until released (shared-notices.ts). */
+  gated?: (device: string) => boolean;
 }
 
 export type Action = 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'next';
@@ -29,6 +31,11 @@ export const ACTIONS: readonly Action[] = ['start', 'pause', 'resume', 'abort', 
 const MINUTE = 60_000;
 /** Rollouts kept (finished and aborted ones included, until deleted): the file stays bounded. */
 export const MAX_ROLLOUTS = 1000;
+/**
+ * Finished and aborted assignments kept: assigning is routine, each one a rollout, so the oldest
+ * over this many are forgotten (the device states keep each device's own record).
+ */
+export const MAX_ENDED_ASSIGNMENTS = 100;
 const MAX_DELAY = 2 ** 31 - 1;
 
 /** What the engine keeps per rollout besides the record: counts, order and queues, all rebuilt on load. */
@@ -115,7 +122,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   /** True while a rollout that is not over will (or did) release this firmware. */
   usesFirmware(id: string): boolean {
-    for (const l of this.live.values()) if (l.r.firmware === id && !terminal(l.r)) return true;
+    // An assignment's devices hold the firmware in their device states already (the catalogue asks those).
+    for (const l of this.live.values()) if (l.r.firmware === id && !terminal(l.r) && l.r.kind !== 'assignment') return true;
     return false;
   }
 
@@ -127,6 +135,17 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const l = this.live.get(id);
     if (!l) throw new OtaError('unknown_rollout', `unknown rollout: ${id}`, 'rollout');
     return l.r;
+  }
+
+  /**
+   * May this device have a notice that reaches it whether or not it was meant for it (Sming's
+   * shared retained topic, held back at the gateway)? Yes outside every rollout that is not over;
+   * inside one, only while released: not before its group (waiting, queued), and not once it has
+   * taken it (a second copy is flashed again).
+   */
+  noticeReleased(device: string): boolean {
+    const hit = this.byDevice.get(device);
+    return !hit || hit.e.phase === 'released';
   }
 
   /** Counts per group and in total. */
@@ -145,7 +164,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       throw new OtaError('device_in_rollout', `${busy.length} target device${busy.length === 1 ? ' is' : 's are'} in another rollout not finished or aborted: ${shown}`, 'targets');
     }
     const split = splitGroups(input.plan.groups, input.devices.length);
-    refuseSplitSharedNotices(input.devices, split[0].size, input.firmware.version);
+    refuseSplitSharedNotices(input.devices, split[0].size, input.firmware.version, input.gated);
     const now = this.clock.now();
     const groups: GroupRecord[] = [];
     const devices: DeviceEntry[] = [];
@@ -175,6 +194,60 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.emitEvent(l, 'created');
     this.save();
     return r;
+  }
+
+  /**
+   * Records an assignment whose notices its caller sent already (POST /ota/assignments, an
+   * ota-assign node's msg): a rollout of one group, every device released. A device in another
+   * rollout leaves it (cancelled there: assigned outside it), as its device state already says.
+   * Undefined when MAX_ROLLOUTS are kept and none is an ended assignment to forget: the
+   * assignment stands without its record.
+   */
+  recordAssignment(input: { firmware: { id: string; version: string }; devices: TargetDevice[] }): Rollout | undefined {
+    if (!input.devices.length) return undefined;
+    this.forgetEndedAssignments(MAX_ENDED_ASSIGNMENTS - 1);
+    if (this.live.size >= MAX_ROLLOUTS && !this.forgetEndedAssignments(0)) return undefined;
+    const now = this.clock.now();
+    let r: Rollout | undefined;
+    this.run(() => {
+      const left = new Set<Live>();
+      for (const d of input.devices) {
+        const hit = this.byDevice.get(d.id);
+        if (!hit) continue;
+        this.finish(hit.l, hit.e, 'cancelled', 'assigned outside this rollout');
+        left.add(hit.l);
+      }
+      const rollout: Rollout = {
+        id: randomUUID(),
+        kind: 'assignment',
+        name: `assignment of ${input.firmware.version}`,
+        firmware: input.firmware.id,
+        targets: { devices: input.devices.map((d) => d.id) },
+        plan: { groups: 1, success: { percent: 100, action: 'next' }, jitterMs: 0, soakMs: 0, revertOnAbort: false },
+        state: 'running',
+        createdAt: now,
+        startedAt: now,
+        groups: [{ index: 0, size: input.devices.length, state: 'running', startedAt: now, success: { percent: 100, action: 'next' } }],
+        devices: input.devices.map((d) => ({ device: d.id, group: 0, phase: 'released', releasedAt: now, ...(d.previous ? { previous: d.previous } : {}) })),
+      };
+      const l = this.index(rollout);
+      this.emitEvent(l, 'created');
+      this.emitEvent(l, 'started');
+      for (const e of rollout.devices) this.observe(l, e);
+      for (const other of left) this.step(other);
+      this.step(l);
+      r = rollout;
+    });
+    return r;
+  }
+
+  /** Forgets the oldest ended assignments until at most `keep` remain; true if it forgot any. */
+  private forgetEndedAssignments(keep: number): boolean {
+    const ended = [...this.live.values()].filter((l) => l.r.kind === 'assignment' && terminal(l.r));
+    if (ended.length <= keep) return false;
+    ended.sort((a, b) => (a.r.endedAt ?? 0) - (b.r.endedAt ?? 0));
+    for (const l of ended.slice(0, ended.length - keep)) this.live.delete(l.r.id);
+    return true;
   }
 
   /** Forgets a rollout that is a draft, finished or aborted. */
@@ -222,15 +295,30 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
           break;
         case 'retry': {
           if (terminal(r) || r.state === 'draft') refuse();
-          const again = r.devices.filter((e) => e.phase === 'failed' || e.phase === 'timed_out');
-          for (const e of again) {
-            this.setPhase(l, e, 'released');
-            e.releasedAt = this.clock.now();
+          const failed = r.devices.filter((e) => e.phase === 'failed' || e.phase === 'timed_out');
+          // Within the rate and maxConcurrent like any notice (paused or not): as many as they
+          // allow go now, the rest wait for release() (once running) in their group's turn.
+          const now = this.clock.now();
+          while (l.window.length && l.window[0] <= now - MINUTE) l.window.shift();
+          const budget = Math.max(0, Math.min(this.rate(l) - l.window.length, (r.plan.maxConcurrent ?? Infinity) - inFlightOf(l.total)));
+          const again = failed.slice(0, budget);
+          for (const e of failed.slice(budget)) {
+            this.setPhase(l, e, 'waiting');
             delete e.reason;
           }
-          if (again.length) {
+          if (again.length) this.store.released(r.id, again.map((e) => e.device), now);
+          for (const e of again) {
+            this.setPhase(l, e, 'released');
+            e.releasedAt = now;
+            e.queuedAt = now;
+            l.window.push(now);
+            delete e.reason;
+          }
+          if (failed.length) {
             // The failed group is given another chance: its error condition counts afresh.
             for (const g of r.groups) if (g.state === 'failed' && !g.overridden && errorsOf(l.counts[g.index]) === 0) g.state = 'running';
+          }
+          if (again.length) {
             this.effects.retry(r.firmware, again.map((e) => e.device));
             for (const e of again) this.observe(l, e);
           }
@@ -309,7 +397,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       l.counts[e.group][e.phase] += 1;
       l.total[e.phase] += 1;
       l.byGroup[e.group].push(e);
-      if (!terminal(r)) this.byDevice.set(e.device, { l, e });
+      if (!terminal(r) && e.phase !== 'cancelled') this.byDevice.set(e.device, { l, e });
     }
     const since = this.clock.now() - MINUTE;
     l.window = r.devices.map((e) => e.queuedAt ?? e.releasedAt ?? -Infinity).filter((t) => t > since).sort((a, b) => a - b);
@@ -326,6 +414,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     l.counts[e.group][phase] += 1;
     l.total[phase] += 1;
     if (phase === 'waiting' && l.cursor[e.group] > 0) l.cursor[e.group] = 0;
+    // Cancelled is final: the device is free for another rollout (or assignment).
+    if (phase === 'cancelled' && this.byDevice.get(e.device)?.e === e) this.byDevice.delete(e.device);
     if (phase === 'succeeded' || phase === 'failed' || phase === 'timed_out' || phase === 'cancelled') e.finishedAt = this.clock.now();
   }
 
@@ -389,6 +479,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   /** A group's conditions, on its current counts. Error first: a group can fail on the report that would have completed it. */
   private evaluate(l: Live, g: GroupRecord): void {
     const r = l.r;
+    // An assignment has no conditions: it ends once every device has.
+    if (r.kind === 'assignment') return;
     const c = l.counts[g.index];
     const errors = errorsOf(c);
     const finished = finishedOf(c);
@@ -553,6 +645,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const r = l.r;
     r.state = state;
     r.endedAt = this.clock.now();
+    // An assignment's group failed if a device did; a cancelled one was unassigned or assigned again.
+    if (r.kind === 'assignment') for (const g of r.groups) g.state = l.counts[g.index].failed + l.counts[g.index].timed_out ? 'failed' : 'succeeded';
     delete r.reason;
     if (detail) r.detail = detail;
     else delete r.detail;
@@ -562,11 +656,13 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   private emitEvent(l: Live, type: RolloutEvent['type'], group?: number, detail?: string): void {
     const counts = group !== undefined ? l.counts[group] : l.total;
-    this.emit('event', { type, rollout: l.r.id, ...(group !== undefined ? { group } : {}), ...(detail ? { detail } : {}), counts: { ...counts }, at: this.clock.now() });
+    this.emit('event', { type, rollout: l.r.id, ...(l.r.kind ? { kind: l.r.kind } : {}), ...(group !== undefined ? { group } : {}), ...(detail ? { detail } : {}), counts: { ...counts }, at: this.clock.now() });
   }
 
+  private readonly snapshot = (): Rollout[] => this.list();
+
   private save(): void {
-    this.store.save(() => this.list());
+    this.store.save(this.snapshot);
   }
 
   /** When the next timed rule falls due: a jittered notice, a rate slot, a soak end, a group start. */

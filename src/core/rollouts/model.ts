@@ -100,8 +100,16 @@ export interface GroupRecord {
   overridden?: boolean;
 }
 
+/**
+ * `assignment`: POST /ota/assignments or an ota-assign node's msg assigned the firmware and sent
+ * the notices itself; the rollout is its record: one group, every device released at once, no
+ * conditions, finished once every device has. Absent: a staged rollout (/ota/rollouts, ota-rollout).
+ */
+export type RolloutKind = 'assignment';
+
 export interface Rollout {
   id: string;
+  kind?: RolloutKind;
   name: string;
   firmware: string;
   targets: Targets;
@@ -140,6 +148,8 @@ export function inFlightOf(c: Counts): number {
 export interface RolloutEvent {
   type: 'created' | 'started' | 'group-started' | 'group-succeeded' | 'threshold' | 'paused' | 'resumed' | 'finished' | 'aborted' | 'reverted';
   rollout: string;
+  /** Set for an assignment's rollout, so a flow can tell those from staged ones. */
+  kind?: RolloutKind;
   group?: number;
   detail?: string;
   counts: Counts;

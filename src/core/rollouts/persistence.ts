@@ -30,6 +30,10 @@ export class FileRolloutPersistence implements RolloutPersistence {
   private snapshotSeq = 0;
   private current: () => Rollout[] = () => [];
   private readonly loaded: Snapshot;
+  /** The write the last save() joined: one compaction per write, not one per save() call. */
+  private writing?: Promise<void>;
+  /** The journal may hold lines (true at start: an old run may have left some). */
+  private journalUsed = true;
 
   constructor(dir: string, minIntervalMs = 200) {
     this.file = path.join(dir, 'rollouts.json');
@@ -71,12 +75,17 @@ export class FileRolloutPersistence implements RolloutPersistence {
 
   save(snapshot: () => Rollout[]): void {
     this.current = snapshot;
-    this.doc.save().then(() => this.compact(), () => undefined);
+    // Called on every device event; the document coalesces them into one write per interval.
+    const writing = this.doc.save();
+    if (writing === this.writing) return;
+    this.writing = writing;
+    writing.then(() => this.compact(), () => undefined);
   }
 
   released(rollout: string, devices: string[], at: number): void {
     this.seq += 1;
     const line: JournalLine = { s: this.seq, r: rollout, d: devices, t: at };
+    this.journalUsed = true;
     const fd = fs.openSync(this.journal, 'a', 0o644);
     try {
       fs.writeSync(fd, JSON.stringify(line) + '\n');
@@ -88,7 +97,9 @@ export class FileRolloutPersistence implements RolloutPersistence {
 
   /** Once a snapshot holding every journal line has landed, the journal is empty again. */
   private compact(): void {
-    if (this.snapshotSeq === this.seq && fs.existsSync(this.journal)) fs.truncateSync(this.journal, 0);
+    if (!this.journalUsed || this.snapshotSeq !== this.seq) return;
+    if (fs.existsSync(this.journal)) fs.truncateSync(this.journal, 0);
+    this.journalUsed = false;
   }
 
   async flush(): Promise<void> {

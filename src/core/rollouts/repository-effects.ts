@@ -1,6 +1,6 @@
 import type { OtaRepository } from '../repository';
 import type { DeviceRecord, FirmwareRecord } from '../types';
-import type { RolloutTracker } from '../rollout/tracker';
+import type { RolloutTracker } from '../device-updates/tracker';
 import type { DeviceStatus, RolloutEffects } from './ports';
 
 // The engine's effects on the repository: assignments recorded in the rollout store and notices

@@ -1,6 +1,6 @@
 import type { OtaRepository } from '../repository';
 import { DeviceRecord, FirmwareRecord, OtaError, PresenceEvent } from '../types';
-import { trackerFor } from '../rollout/tracker';
+import { trackerFor } from '../device-updates/tracker';
 import { ACTIONS, Action, RolloutEngine } from './engine';
 import type { Counts, Rollout } from './model';
 import { objectAt, parsePlan, parseTargets } from './plan';
@@ -24,14 +24,20 @@ export interface RolloutView extends Omit<Rollout, 'devices'> {
 export class RolloutService {
   readonly engine: RolloutEngine;
   private started = false;
-  private readonly onProgress = (_ev: unknown, record: { device: string }) => this.engine.deviceChanged(record.device);
-  /** An unassignment (admin API, a device deleted) emits no progress event. */
-  private readonly onUnassigned = (devices: string[]) => {
-    for (const d of devices) this.engine.deviceChanged(d);
-  };
+  /** Every change of a device state, by any path (an ota-assign msg writes the store directly, with no progress event). */
+  private readonly onChanged = (device: string) => this.engine.deviceChanged(device);
   private readonly onPresence = (ev: PresenceEvent) => {
-    if (ev && typeof ev.device === 'string') this.engine.presence(ev.device, ev.event);
+    if (!ev || typeof ev.device !== 'string') return;
+    // Registered devices only (the gateway authenticates them): the set stays as small as the fleet.
+    if (ev.event === 'connect' && this.gateways > 0 && this.repo.devices.get(ev.device)) this.gatedDevices.add(ev.device);
+    this.engine.presence(ev.device, ev.event);
   };
+  /** ota-gateway nodes of this repository that hold Sming's shared notice back (attachGateway). */
+  private gateways = 0;
+  /** Devices that connected through one of them since start. */
+  private readonly gatedDevices = new Set<string>();
+  /** What an ota-gateway asks before it delivers a Sming notice (src/gateway/notice-gate.ts). */
+  readonly noticeGate = { released: (device: string): boolean => this.engine.noticeReleased(device) };
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
@@ -48,8 +54,7 @@ export class RolloutService {
     if (this.started) return;
     this.started = true;
     const tracker = trackerFor(this.repo);
-    tracker.on('progress', this.onProgress);
-    tracker.on('unassigned', this.onUnassigned);
+    tracker.on('changed', this.onChanged);
     this.repo.on('presence', this.onPresence);
     this.engine.resume();
   }
@@ -58,8 +63,7 @@ export class RolloutService {
   stop(): Promise<void> {
     if (!this.started) return Promise.resolve();
     this.started = false;
-    trackerFor(this.repo).off('progress', this.onProgress);
-    trackerFor(this.repo).off('unassigned', this.onUnassigned);
+    trackerFor(this.repo).off('changed', this.onChanged);
     this.repo.off('presence', this.onPresence);
     this.engine.stop();
     return this.engine.persist();
@@ -70,6 +74,18 @@ export class RolloutService {
     if (!this.repo.isDriver) {
       throw new OtaError('not_driver', 'this Node-RED does not drive rollouts (another instance on the database holds the driver lease): send rollout commands to that instance');
     }
+  }
+
+  /** An ota-gateway that asks noticeGate is deployed; call the answer when it closes. */
+  attachGateway(): () => void {
+    this.gateways += 1;
+    let attached = true;
+    return () => {
+      if (!attached) return;
+      attached = false;
+      this.gateways -= 1;
+      if (this.gateways === 0) this.gatedDevices.clear();
+    };
   }
 
   view(r: Rollout, withDevices = false): RolloutView {
@@ -92,7 +108,8 @@ export class RolloutService {
     const targets = parseTargets(o.targets);
     const plan = parsePlan(o.plan);
     const devices = this.resolve(targets, firmware);
-    const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices });
+    const gated = (id: string) => this.gateways > 0 && this.gatedDevices.has(id);
+    const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices, gated });
     if (o.start === true) this.engine.act(r.id, 'start');
     await this.engine.persist();
     return r;
@@ -114,6 +131,25 @@ export class RolloutService {
     const r = this.engine.remove(id);
     await this.engine.persist();
     return r;
+  }
+
+  /**
+   * Records an assignment made outside the engine (POST /ota/assignments, an ota-assign node's
+   * msg), its notices sent already, as a rollout of one group; answers its id (undefined when
+   * MAX_ROLLOUTS are kept, none of them an ended assignment: the assignment stands unrecorded).
+   */
+  recordAssignment(firmware: FirmwareRecord, devices: DeviceRecord[]): string | undefined {
+    // On a shared database only the driver keeps rollouts: elsewhere the assignment (device states,
+    // notices) happens all the same, and the driver sees its device states change.
+    if (!this.repo.isDriver) return undefined;
+    const seen = new Set<string>();
+    const targets = devices.filter((d) => !seen.has(d.id) && seen.add(d.id)).map((d) => this.target(d, firmware));
+    return this.engine.recordAssignment({ firmware, devices: targets })?.id;
+  }
+
+  private target(d: DeviceRecord, firmware: FirmwareRecord): TargetDevice {
+    const previous = this.previousOf(d, firmware);
+    return { id: d.id, dialect: d.dialect, ...(d.attributes.app !== undefined ? { app: d.attributes.app } : {}), ...(previous ? { previous } : {}) };
   }
 
   private firmwareOf(value: unknown): FirmwareRecord {
@@ -145,10 +181,7 @@ export class RolloutService {
         Object.entries(f.attributes ?? {}).every(([k, v]) => Object.prototype.hasOwnProperty.call(d.attributes, k) && d.attributes[k] === v) &&
         (!f.version || this.repo.rollout.get(d.id)?.current?.version === f.version));
     }
-    return list.map((d) => {
-      const previous = this.previousOf(d, firmware);
-      return { id: d.id, dialect: d.dialect, ...(d.attributes.app !== undefined ? { app: d.attributes.app } : {}), ...(previous ? { previous } : {}) };
-    });
+    return list.map((d) => this.target(d, firmware));
   }
 
   /** The catalogue record of what the device runs now: a reported version, or an assignment it completed. */

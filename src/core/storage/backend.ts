@@ -1,5 +1,5 @@
 import type { DeviceRecord, FirmwareRecord } from '../types';
-import type { DeviceState } from '../rollout/rollout-store';
+import type { DeviceState } from '../device-updates/device-states';
 import type { Rollout } from '../rollouts/model';
 import type { RolloutPersistence } from '../rollouts/ports';
 

@@ -6,7 +6,7 @@ import { prepareStorageDir } from '../storage-dir';
 import { BlobStore } from '../firmware/blob-store';
 import { FileRolloutPersistence } from '../rollouts/persistence';
 import type { DeviceRecord, FirmwareRecord } from '../types';
-import type { DeviceState } from '../rollout/rollout-store';
+import type { DeviceState } from '../device-updates/device-states';
 import type { StorageSnapshot } from './backend';
 import { PostgresBackend } from './postgres/backend';
 

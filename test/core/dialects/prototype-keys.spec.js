@@ -4,9 +4,9 @@ const fs = require('fs');
 const path = require('path');
 const { tencent, thingsboard, tago, biotz, sming } = require('../../../dist/core/dialects');
 const { fill } = require('../../../dist/core/dialects/topics');
-const { explainError, toProgressEvent } = require('../../../dist/core/rollout/events');
+const { explainError, toProgressEvent } = require('../../../dist/core/device-updates/progress-events');
 const { OtaRepository } = require('../../../dist/core/repository');
-const { trackerFor } = require('../../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 const { tempDir } = require('../../support/images');
 const { firmware } = require('./helpers');
 

@@ -5,7 +5,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const { OtaRepository } = require('../../../dist/core/repository');
-const { trackerFor } = require('../../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 const { HomeAssistantBridge, haSettings, objectIdFor, topicsFor } = require('../../../dist/core/homeassistant');
 const { checkDiscovery, checkState } = require('../../support/ha-update-schema');
 const { imageOf, tempDir } = require('../../support/images');

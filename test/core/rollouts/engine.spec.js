@@ -341,6 +341,25 @@ describe('rollout engine', () => {
       assert.strictEqual(r.state, 'finished');
     });
 
+    it('retries within maxConcurrent: the failed devices wait for free slots, never more in flight than allowed', () => {
+      const r = create({ groups: 1, maxConcurrent: 2 }, ids(6));
+      engine.act(r.id, 'start');
+      for (const id of ['d0000', 'd0001', 'd0002', 'd0003']) fleet.report(id, 'failed');
+      assert.deepStrictEqual(fleet.notified, ids(6));
+      engine.act(r.id, 'retry');
+      assert.strictEqual(fleet.notified.length, 6, 'd0004 and d0005 hold both slots: nothing sent again yet');
+      const c = () => engine.counts(r.id).total;
+      assert.deepStrictEqual([c().waiting, c().released], [4, 2]);
+      fleet.report('d0004', 'updated');
+      assert.deepStrictEqual(fleet.notified.slice(6), ['d0000']);
+      fleet.report('d0005', 'updated');
+      assert.deepStrictEqual(fleet.notified.slice(6), ['d0000', 'd0001']);
+      assert.strictEqual(c().released, 2);
+      for (const id of ids(4)) fleet.report(id, 'updated');
+      assert.strictEqual(r.state, 'finished');
+      assert.strictEqual(fleet.notified.length, 10, 'each failed device sent once more');
+    });
+
     it('pauses after a group with success action pause, and the next action starts the next group', () => {
       const r = create({ groups: [{ count: 1, success: { action: 'pause' } }, {}] }, ids(3));
       engine.act(r.id, 'start');
@@ -376,6 +395,21 @@ describe('rollout engine', () => {
     );
     const r = engine.create({ firmware: FW, targets: { devices: ['s1', 's2', 'x'] }, plan: parsePlan({ groups: [{ count: 2 }, {}] }), devices: [...devices, { id: 'x', dialect: 'tencent' }] });
     assert.strictEqual(r.groups[0].size, 2);
+  });
+
+  it('splits Sming devices over groups behind a gateway: each gets its notice only while released', () => {
+    const devices = ['s1', 's2', 's3'].map((id) => ({ id, dialect: 'sming', app: 'lamp' }));
+    const plan = parsePlan({ groups: [{ count: 1 }, {}], success: { action: 'pause' } });
+    assert.throws(() => engine.create({ firmware: FW, targets: {}, plan, devices, gated: (id) => id !== 's3' }), /from s3 in a later group/);
+    const r = engine.create({ firmware: FW, targets: {}, plan, devices, gated: () => true });
+    assert.deepStrictEqual(['s1', 's2', 'x'].map((id) => engine.noticeReleased(id)), [false, false, true], 'waiting: held; outside every rollout: free');
+    engine.act(r.id, 'start');
+    assert.deepStrictEqual(['s1', 's2'].map((id) => engine.noticeReleased(id)), [true, false]);
+    fleet.report('s1', 'updated');
+    assert.strictEqual(r.state, 'paused');
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [false, false, false], 'done: a second copy would be flashed again');
+    engine.act(r.id, 'next');
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [false, true, true]);
   });
 
   describe('restart', () => {

@@ -48,11 +48,17 @@ describe('rollout: kill -9 mid-rollout and restart', function () {
     assert.strictEqual(code, 0, out);
     assert.match(out, /finished/);
     const lines = notices(dir);
-    const assigns = lines.filter((l) => l.startsWith('assign ')).map((l) => l.slice(7));
-    assert.strictEqual(assigns.length, DEVICES, 'one notice per device');
+    // A device whose release was written just before the kill but whose notice was not sent gets
+    // it from the retry after its timeout ('renotify'): still one notice per device.
+    const assigns = lines.map((l) => l.split(' ')[1]);
+    assert.strictEqual(assigns.length, DEVICES, `one notice per device:\n${lines.slice(-8).join(" ")} (${lines.length})`);
     assert.strictEqual(new Set(assigns).size, DEVICES, 'no device notified twice');
-    // Groups in order: the first 10 devices (10 %), then the next 30 (30 %), then the rest.
-    const order = assigns.map((d) => Number(d.slice(1)));
-    assert.ok(order.slice(0, 10).every((n) => n < 10) && order.slice(10, 40).every((n) => n < 40), 'no group skipped or started early');
+    // Groups in order: the first 10 devices (10 %), then the next 30 (30 %), then the rest (first
+    // notices; a retry's comes when it comes).
+    const order = lines.filter((l) => l.startsWith('assign ')).map((l) => Number(l.split(' ')[1].slice(1)));
+    for (const start of [10, 40]) {
+      const first = order.findIndex((n) => n >= start);
+      assert.ok(first >= 0 && order.slice(first).every((n) => n >= start), `no device under d${start} notified after the group starting there (no group skipped or started early)`);
+    }
   });
 });

@@ -3,7 +3,7 @@ const assert = require('assert');
 const fs = require('fs');
 const { OtaRepository } = require('../../../dist/core/repository');
 const { RolloutService } = require('../../../dist/core/rollouts/service');
-const { trackerFor } = require('../../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 const { imageOf, tempDir } = require('../../support/images');
 
 const SECRET = 'x'.repeat(40);

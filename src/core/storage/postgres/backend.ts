@@ -3,7 +3,7 @@ import { hostname } from 'os';
 import { randomBytes } from 'crypto';
 import type { Client, Pool, PoolClient } from 'pg';
 import type { DeviceRecord, FirmwareRecord } from '../../types';
-import type { DeviceState } from '../../rollout/rollout-store';
+import type { DeviceState } from '../../device-updates/device-states';
 import type { Rollout } from '../../rollouts/model';
 import type { RolloutPersistence } from '../../rollouts/ports';
 import type { DeviceSink, DocumentSink, RemoteChange, SharedBackend, StateSink, StorageSnapshot } from '../backend';

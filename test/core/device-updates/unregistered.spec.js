@@ -3,8 +3,8 @@ const assert = require('assert');
 const fs = require('fs');
 const path = require('path');
 const { OtaRepository } = require('../../../dist/core/repository');
-const { trackerFor } = require('../../../dist/core/rollout/tracker');
-const { UnregisteredTally } = require('../../../dist/core/rollout/unregistered');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
+const { UnregisteredTally } = require('../../../dist/core/device-updates/unregistered');
 const { imageOf, tempDir } = require('../../support/images');
 
 // Records nobody registered: the tracker keeps none, and those an older version kept go at start.

@@ -1,6 +1,6 @@
 import type { DownloadEvent } from '../firmware/download';
 import { DialectName, ProgressError, ProgressEvent, ProgressState, PROGRESS_STATES, isDialectName } from '../types';
-import type { DeviceState } from './rollout-store';
+import type { DeviceState } from './device-states';
 import { RESULT_CODES as TENCENT_RESULT_CODES } from '../dialects/tencent';
 import { own } from '../own';
 

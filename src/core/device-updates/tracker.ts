@@ -4,8 +4,8 @@ import type { DownloadEvent } from '../firmware/download';
 import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent, isDialectName } from '../types';
 import { Dialect, dialectFor, leavesBySignal } from '../dialects';
 import { matches } from '../topic-filter';
-import { DeviceState, RolloutSummary, hasReceived, isActive } from './rollout-store';
-import { NormalisedEvent, fromDownload, normalise } from './events';
+import { DeviceState, RolloutSummary, hasReceived, isActive } from './device-states';
+import { NormalisedEvent, fromDownload, normalise } from './progress-events';
 
 // One tracker per repository: the single place where progress is applied to the rollout store,
 // timeouts fire and retries go out. Several progress-parser nodes, the download route and the
@@ -100,6 +100,8 @@ export interface RolloutTrackerEvents {
   summary: [summary: RolloutSummary];
   /** Devices whose assignment ended (admin API, device deleted, a rollout's abort): no progress event says so. */
   unassigned: [devices: string[]];
+  /** Any change to a device's state, whoever made it (tracker, ota-assign's msg, the admin API): rollouts observe this. */
+  changed: [device: string];
 }
 
 export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
@@ -380,6 +382,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
   }
 
   private changed(s: DeviceState): void {
+    this.emit('changed', s.device);
     const p = this.policy;
     if (!this.running || !p) return;
     const at = this.deadline(s, p);

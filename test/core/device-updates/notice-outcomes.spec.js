@@ -2,7 +2,7 @@
 const assert = require('assert');
 const fs = require('fs');
 const { OtaRepository } = require('../../../dist/core/repository');
-const { trackerFor } = require('../../../dist/core/rollout/tracker');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 const { imageOf, tempDir } = require('../../support/images');
 
 // What ota-assign nodes say became of each notice decides the device's state: failed when no

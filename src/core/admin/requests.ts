@@ -1,8 +1,9 @@
 import type { OtaRepository } from '../repository';
 import { unknownField } from '../fields';
 import { DeviceRecord, FirmwareRecord, OtaError } from '../types';
-import type { DeviceState } from './rollout-store';
-import type { RolloutTracker } from './tracker';
+import type { DeviceState } from '../device-updates/device-states';
+import type { RolloutTracker } from '../device-updates/tracker';
+import { rolloutsFor } from '../rollouts/service';
 
 // What the admin HTTP API does, without HTTP: request bodies in, records out, OtaErrors naming
 // the field for anything wrong. Every request is validated in full before anything is written.
@@ -155,6 +156,8 @@ export interface AssignResult {
    */
   published: boolean;
   warning?: string;
+  /** The rollout (of one group) that records this assignment in /ota/rollouts. */
+  rollout?: string;
 }
 
 export async function assign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): Promise<AssignResult> {
@@ -163,6 +166,9 @@ export async function assign(repo: OtaRepository, tracker: RolloutTracker, body:
   const firmware = firmwareOf(repo, o.firmware);
   const devices = devicesOf(repo, o, (id) => repo.devices.get(id));
   const assigned = tracker.assign(firmware, devices);
+  // Recorded before the notices reach the broker: a gateway asks the rollouts whether a Sming
+  // device may have its notice (a device waiting in a staged rollout's later group leaves it now).
+  const rollout = rolloutsFor(repo).recordAssignment(firmware, devices);
   await assigned.settled;
   const records = assigned.records.map((r) => repo.rollout.get(r.device) ?? r);
   const failed = records.filter((r) => r.state === 'failed' && r.firmware === firmware.id);
@@ -174,7 +180,7 @@ export async function assign(repo: OtaRepository, tracker: RolloutTracker, body:
     const shown = failed.slice(0, 5).map((r) => `${r.device}: ${r.lastError?.message ?? 'failed'}`).join('; ');
     warning = `${failed.length} notice${failed.length === 1 ? '' : 's'} could not be built: ${shown}${failed.length > 5 ? ` and ${failed.length - 5} more` : ''}`;
   }
-  return { firmware, devices: records, published, ...(warning ? { warning } : {}) };
+  return { firmware, devices: records, published, ...(warning ? { warning } : {}), ...(rollout ? { rollout } : {}) };
 }
 
 export function unassign(repo: OtaRepository, tracker: RolloutTracker, body: unknown): { devices: DeviceState[] } {

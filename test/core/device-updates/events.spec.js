@@ -1,8 +1,8 @@
 'use strict';
 const assert = require('assert');
-const { detectDialect } = require('../../../dist/core/rollout/detect');
-const { toProgressEvent, explainError, fromDownload } = require('../../../dist/core/rollout/events');
-const { parseMultipart, multipartBoundary } = require('../../../dist/core/rollout/multipart');
+const { detectDialect } = require('../../../dist/core/device-updates/detect-dialect');
+const { toProgressEvent, explainError, fromDownload } = require('../../../dist/core/device-updates/progress-events');
+const { parseMultipart, multipartBoundary } = require('../../../dist/core/admin/multipart');
 
 const ctx = (states = {}) => ({
   dialectOf: (id) => (id.startsWith('tb') ? 'thingsboard' : undefined),

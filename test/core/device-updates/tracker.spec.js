@@ -3,7 +3,7 @@ const assert = require('assert');
 const fs = require('fs');
 const sinon = require('sinon');
 const { OtaRepository } = require('../../../dist/core/repository');
-const { RolloutTracker, policyFromSettings, backoffFor } = require('../../../dist/core/rollout/tracker');
+const { RolloutTracker, policyFromSettings, backoffFor } = require('../../../dist/core/device-updates/tracker');
 const { imageOf, tempDir } = require('../../support/images');
 
 const T0 = Date.parse('2026-11-23T10:00:00Z');
