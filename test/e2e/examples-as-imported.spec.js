@@ -186,14 +186,18 @@ describe('examples as imported, on stock Node-RED with a broker at localhost', f
       }
       assert.fail(`rollout still ${JSON.stringify(r && { state: r.state, status: r.status })}, expected ${state}`);
     };
-    // 12 targets: 1 % -> 1 device, 10 % -> 2 devices (success action pause), the rest -> 9.
+    // Three of each dialect tagged demo: 1 % -> 1 device, 10 % -> 2 (success action pause), the rest.
+    const targets = fleetOf.devices.length;
+    const sizes = [1, 2, targets - 3];
+    assert.strictEqual(Math.ceil(targets / 100), sizes[0]);
+    assert.strictEqual(Math.ceil((targets * 10) / 100), sizes[1]);
     const paused = await eventuallyState('paused', 45000);
-    assert.deepStrictEqual(paused.groups.map((g) => [g.size, g.state]), [[1, 'succeeded'], [2, 'succeeded'], [9, 'pending']]);
+    assert.deepStrictEqual(paused.groups.map((g) => [g.size, g.state]), [[sizes[0], 'succeeded'], [sizes[1], 'succeeded'], [sizes[2], 'pending']]);
     assert.strictEqual(paused.reason, 'threshold');
     assert.deepStrictEqual(paused.groupCounts.map((c) => c.succeeded), [1, 2, 0]);
     const detail = await api.call('GET', `/ota/rollouts/${paused.id}?devices=true`);
     const third = detail.devices.filter((d) => d.group === 2).map((d) => d.device);
-    assert.strictEqual(third.length, 9);
+    assert.strictEqual(third.length, sizes[2]);
     for (const id of third) assert.ok(!notified.has(id), `${id} (third wave) got a notice before approval`);
     assert.strictEqual(fleet.devices.filter((d) => d.sha256 === record.checksums.sha256).length, 3);
 
