@@ -11,17 +11,8 @@ const { startPipeline, demoImage } = require('../../scripts/pipeline');
 const { startMosquitto, haveMosquitto } = require('../../scripts/servers');
 const { startFleet } = require('../../dist/sim');
 const { tempDir } = require('../support/images');
+const { eventually } = require('../support/eventually');
 
-async function eventually(check, timeoutMs, what) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what}: still ${JSON.stringify(last)}`);
-}
 
 for (const brokerName of ['aedes', 'mosquitto']) describe(`end to end (${brokerName}): a staged rollout over Sming devices, the shared notice held back at the gateway`, function () {
   this.timeout(90000);

@@ -12,6 +12,7 @@ const fs = require('fs');
 const { startPipeline } = require('../../scripts/pipeline');
 const { startFleet } = require('../../dist/sim');
 const { imageOf, tempDir } = require('../support/images');
+const { eventually } = require('../support/eventually');
 
 const COUNT = Math.max(100, Number(process.env.ROLLOUT_E2E_DEVICES) || 200);
 const SECRET = 'ZGVtby1kZXZpY2Utc2VjcmV0';
@@ -24,16 +25,6 @@ const FAILING = [];
 for (let k = 0; k < G2; k++) if (Math.floor((k + 1) * 0.15) > Math.floor(k * 0.15)) FAILING.push(G1 + k + 1);
 const CROSSING = Math.floor(G2 / 10) + 1; // strictly more than 10 %
 
-async function eventually(check, timeoutMs, what) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    last = await check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what}: still ${JSON.stringify(last)}`);
-}
 
 describe(`end to end: a staged rollout of ${COUNT} devices pauses on its error threshold and resumes`, function () {
   this.timeout(120000 + COUNT * 300);

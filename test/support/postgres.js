@@ -5,27 +5,16 @@
 // the directory. Returns null with the reason when PostgreSQL is not installed.
 const fs = require('fs');
 const os = require('os');
-const net = require('net');
 const path = require('path');
 const crypto = require('crypto');
 const { execFileSync } = require('child_process');
+const { freePort } = require('../../scripts/servers');
 
 const BIN_DIRS = ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin'];
 
 function binDir() {
   if (process.env.OTA_PG_BIN) return process.env.OTA_PG_BIN;
   return BIN_DIRS.find((d) => fs.existsSync(path.join(d, 'initdb')));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Why the cluster cannot start here, or undefined when it can. */
