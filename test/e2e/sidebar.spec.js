@@ -54,14 +54,29 @@ async function deploy(url, token, flows) {
   assert.strictEqual(res.status, 204, `deploy: ${await res.text()}`);
 }
 
-/** Opens the editor and the OTA tab (once the editor has loaded its plugins). */
+/** Opens the editor and the OTA tab (once the editor has loaded its plugins), on Node-RED 4 and 5. */
 async function openSidebar(page, url) {
   await page.goto(url, { waitUntil: 'domcontentloaded' });
   // Loaded: the header's toolbar shows and the loading bar has gone (the editor then shows its
   // first sidebar tab, so ours is shown after that).
-  await page.waitForFunction(() => window.$ && $('.red-ui-header-toolbar').is(':visible') && !$('#red-ui-loading-progress').is(':visible') && $('#red-ui-tab-ota-sidebar').length > 0, null, { timeout: 30000, polling: 100 });
-  await page.evaluate(() => RED.sidebar.show('ota-sidebar'));
-  await page.locator('.ota-sb').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => window.$ && $('.red-ui-header-toolbar').is(':visible') && !$('#red-ui-loading-progress').is(':visible'), null, { timeout: 30000, polling: 100 });
+  await page.waitForFunction(() => {
+    try {
+      RED.sidebar.show('ota-sidebar');
+    } catch {
+      return false; // not registered yet
+    }
+    return $('.ota-sb').is(':visible');
+  }, null, { timeout: 30000, polling: 200 });
+  // A wider sidebar, as a user would drag it (Node-RED 4's separator; 5 lays the sidebar out itself).
+  const separator = page.locator('#red-ui-sidebar-separator');
+  const sep = (await separator.count()) ? await separator.boundingBox() : null;
+  if (sep) {
+    await page.mouse.move(sep.x + 3, sep.y + 200);
+    await page.mouse.down();
+    await page.mouse.move(sep.x - 420, sep.y + 200, { steps: 5 });
+    await page.mouse.up();
+  }
 }
 
 /** What the table shows for one device: its state and percent (data attributes of the cell). */
@@ -121,12 +136,6 @@ describe('editor: the OTA sidebar in a real browser', function () {
   it('says what to do while no repository is deployed, and opens the one deployed', async () => {
     page = await browser.page({ token: admin });
     await openSidebar(page, pipeline.red.url);
-    // A wider sidebar, as a user would drag it.
-    const sep = await page.locator('#red-ui-sidebar-separator').boundingBox();
-    await page.mouse.move(sep.x + 3, sep.y + 200);
-    await page.mouse.down();
-    await page.mouse.move(sep.x - 420, sep.y + 200, { steps: 5 });
-    await page.mouse.up();
     await page.locator('.ota-sb-empty').waitFor({ state: 'visible' });
     assert.match(await page.locator('.ota-sb-empty').innerText(), /No OTA repository is deployed.*deploy/);
 
