@@ -60,14 +60,23 @@ async function openSidebar(page, url) {
   // Loaded: the header's toolbar shows and the loading bar has gone (the editor then shows its
   // first sidebar tab, so ours is shown after that).
   await page.waitForFunction(() => window.$ && $('.red-ui-header-toolbar').is(':visible') && !$('#red-ui-loading-progress').is(':visible'), null, { timeout: 30000, polling: 100 });
+  // Once its flows have loaded the editor shows its first tab (info), sometimes after the toolbar
+  // appeared: show ours until it has stayed for 3 s.
   await page.waitForFunction(() => {
+    let shown = false;
     try {
-      RED.sidebar.show('ota-sidebar');
+      shown = $('.ota-sb').is(':visible');
+      if (!shown) RED.sidebar.show('ota-sidebar');
     } catch {
-      return false; // not registered yet
+      // not registered yet
     }
-    return $('.ota-sb').is(':visible');
-  }, null, { timeout: 30000, polling: 200 });
+    if (!shown) {
+      window.otaShownSince = 0;
+      return false;
+    }
+    window.otaShownSince = window.otaShownSince || Date.now();
+    return Date.now() - window.otaShownSince > 3000;
+  }, null, { timeout: 40000, polling: 200 });
   // A wider sidebar, as a user would drag it (Node-RED 4's separator; 5 lays the sidebar out itself).
   const separator = page.locator('#red-ui-sidebar-separator');
   const sep = (await separator.count()) ? await separator.boundingBox() : null;
@@ -77,6 +86,12 @@ async function openSidebar(page, url) {
     await page.mouse.move(sep.x - 420, sep.y + 200, { steps: 5 });
     await page.mouse.up();
   }
+}
+
+/** Switches to one of the sidebar's views (showing the OTA tab again if the editor moved away). */
+async function view(page, name) {
+  await page.evaluate(() => RED.sidebar.show('ota-sidebar'));
+  await page.click(`.ota-sb-tabs [data-view="${name}"]`);
 }
 
 /** What the table shows for one device: its state and percent (data attributes of the cell). */
@@ -148,7 +163,7 @@ describe('editor: the OTA sidebar in a real browser', function () {
   });
 
   it('uploads firmware by file picker and by drag and drop, with a progress bar', async () => {
-    await page.click('.ota-sb-tabs [data-view="firmware"]');
+    await view(page, 'firmware');
     await page.fill('.ota-sb-up-title', 'demo-app');
     await page.fill('.ota-sb-up-version', '1.1.0');
     await page.setInputFiles('.ota-sb-up-file', { name: 'demo-app-1.1.0.bin', mimeType: 'application/octet-stream', buffer: plan.firmware[0].image });
@@ -172,7 +187,7 @@ describe('editor: the OTA sidebar in a real browser', function () {
   });
 
   it('registers a device with its token shown once, and rotates it', async () => {
-    await page.click('.ota-sb-tabs [data-view="devices"]');
+    await view(page, 'devices');
     await page.click('.ota-sb-register');
     await page.fill('.ota-sb-reg-id', 'bench-1');
     await page.selectOption('.ota-sb-reg-dialect', 'thingsboard');
@@ -182,8 +197,8 @@ describe('editor: the OTA sidebar in a real browser', function () {
     assert.match(first, /^[A-Za-z0-9_-]{20}$/);
     await page.locator('.ota-sb-row[data-device="bench-1"]').waitFor();
     // The API never shows it again.
-    const view = await api.device('bench-1');
-    assert.ok(view.hasToken && !JSON.stringify(view).includes(first));
+    const record = await api.device('bench-1');
+    assert.ok(record.hasToken && !JSON.stringify(record).includes(first));
     await page.click('.ota-sb-token button');
     assert.strictEqual(await page.locator('.ota-sb-token-value').count(), 0, 'gone once hidden');
 
@@ -213,7 +228,7 @@ describe('editor: the OTA sidebar in a real browser', function () {
     assert.match(await page.locator('.ota-sb-row[data-device="tb-1"] .ota-sb-c-version').innerText(), /1\.1\.0/);
     await browser.shot(page, 'sidebar-devices.png', page.locator('#red-ui-sidebar'));
     // Firmware view: who runs what, and a refused delete with its reason.
-    await page.click('.ota-sb-tabs [data-view="firmware"]');
+    await view(page, 'firmware');
     const fw = page.locator('.ota-sb-fw', { hasText: 'demo-app 1.1.0' });
     assert.match(await fw.locator('.ota-sb-fw-use').innerText(), /^6 devices run it, 0 await it$/);
     await fw.locator('.ota-sb-delete').click();
@@ -228,7 +243,7 @@ describe('editor: the OTA sidebar in a real browser', function () {
       name: 'to 1.2.0', firmware: { title: 'demo-app', version: '1.2.0' }, targets: { tag: 'demo' },
       plan: { groups: 2, rate: { perMinute: 1 } }, start: true,
     });
-    await page.click('.ota-sb-tabs [data-view="rollouts"]');
+    await view(page, 'rollouts');
     const item = page.locator(`.ota-sb-rollout[data-rollout="${created.id}"]`);
     await item.waitFor();
     assert.strictEqual(await item.locator('.ota-sb-group').count(), 2);
@@ -244,13 +259,14 @@ describe('editor: the OTA sidebar in a real browser', function () {
   it('lets a read-only user see everything and change nothing', async () => {
     const ro = await browser.page({ token: viewer });
     await openSidebar(ro, pipeline.red.url);
+    await view(ro, 'devices');
     await ro.locator('.ota-sb-readonly').waitFor();
     await eventually(async () => (await ro.locator('.ota-sb-spacer .ota-sb-row').count()) === plan.devices.length + 1 || 'rows', 10000, 'devices shown');
     for (const sel of ['.ota-sb-register', '.ota-sb-assign', '.ota-sb-rotate']) assert.ok(await ro.locator(sel).isDisabled(), `${sel} disabled`);
-    await ro.click('.ota-sb-tabs [data-view="firmware"]');
+    await view(ro, 'firmware');
     assert.ok(await ro.locator('.ota-sb-up-file').isDisabled(), 'no upload');
     assert.ok(await ro.locator('.ota-sb-delete').first().isDisabled(), 'no delete');
-    await ro.click('.ota-sb-tabs [data-view="rollouts"]');
+    await view(ro, 'rollouts');
     assert.ok(await ro.locator('.ota-sb-rollout .ota-sb-pause').first().isDisabled(), 'no pause');
     assert.ok(await ro.locator('.ota-sb-rollout .ota-sb-abort').first().isDisabled(), 'no abort');
     // And the API refuses what the buttons would do.
