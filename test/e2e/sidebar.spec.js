@@ -155,11 +155,33 @@ describe('editor: the OTA sidebar in a real browser', function () {
     assert.match(await page.locator('.ota-sb-empty').innerText(), /No OTA repository is deployed.*deploy/);
 
     // Deploy the pipeline, with a second repository: the open sidebar follows, with a selector.
+    // The second one holds 10,000 devices (written as its files, before it opens them).
+    fs.mkdirSync(`${dir}/mqtt-ota-lab`, { recursive: true, mode: 0o700 });
+    const many = Array.from({ length: 10000 }, (_, n) => ({ id: `lab-${String(n).padStart(5, '0')}`, dialect: 'tago', attributes: {}, tags: [n % 2 ? 'odd' : 'even'], createdAt: '2026-11-29T00:00:00.000Z' }));
+    fs.writeFileSync(`${dir}/mqtt-ota-lab/devices.json`, JSON.stringify(many), { mode: 0o600 });
     flows.push({ id: 'f0ta00000000lab1', type: 'ota-repository', name: 'lab bench', storageDir: 'mqtt-ota-lab', downloadPath: '/ota/dl-lab' });
     await deploy(pipeline.red.url, admin, flows);
     await page.locator('.ota-sb-repo').waitFor({ state: 'visible', timeout: 20000 });
     assert.deepStrictEqual(await page.locator('.ota-sb-repo option').allInnerTexts(), ['OTA repository', 'lab bench']);
     assert.ok(!(await page.locator('.ota-sb-empty').isVisible()));
+  });
+
+  it('draws only the rows on screen at 10,000 devices, and filters and scrolls them', async () => {
+    await page.selectOption('.ota-sb-repo', { label: 'lab bench' });
+    await eventually(async () => /· 10000 of 10000$/.test(await page.locator('.ota-sb-selcount').innerText()) || page.locator('.ota-sb-selcount').innerText(), 20000, 'all 10,000 loaded');
+    const drawn = await page.locator('.ota-sb-spacer .ota-sb-row').count();
+    assert.ok(drawn > 0 && drawn < 80, `${drawn} rows in the page`);
+    await page.locator('.ota-sb-scroll').evaluate((e) => { e.scrollTop = e.scrollHeight; });
+    await page.locator('.ota-sb-row[data-device="lab-09999"]').waitFor();
+    assert.ok((await page.locator('.ota-sb-spacer .ota-sb-row').count()) < 80);
+    await page.fill('.ota-sb-f-text', 'lab-0420');
+    await eventually(async () => /· 10 of 10000$/.test(await page.locator('.ota-sb-selcount').innerText()) || 'filtering', 5000, 'lab-04200..lab-04209');
+    await page.fill('.ota-sb-f-text', '');
+    await page.selectOption('.ota-sb-repo', { label: 'OTA repository' });
+    await eventually(async () => {
+      const text = await page.locator('.ota-sb-selcount').innerText();
+      return /· 0 of 0$/.test(text) || text;
+    }, 10000, 'back on the first repository');
   });
 
   it('uploads firmware by file picker and by drag and drop, with a progress bar', async () => {
