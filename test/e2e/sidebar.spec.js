@@ -104,7 +104,7 @@ async function rowState(page, id) {
 
 describe('editor: the OTA sidebar in a real browser', function () {
   this.timeout(60000);
-  let dir, pipeline, browser, admin, viewer, api, fleet, page, flows;
+  let dir, pipeline, browser, admin, viewer, api, fleet, page, ro, flows;
   const plan = fleetPlan({ count: 2, size: 24 * 1024 });
   plan.groups = plan.groups.filter((g) => REPORTING.has(g.dialect));
   plan.devices = plan.devices.filter((d) => REPORTING.has(d.dialect));
@@ -279,7 +279,7 @@ describe('editor: the OTA sidebar in a real browser', function () {
   });
 
   it('lets a read-only user see everything and change nothing', async () => {
-    const ro = await browser.page({ token: viewer });
+    ro = await browser.page({ token: viewer });
     await openSidebar(ro, pipeline.red.url);
     await view(ro, 'devices');
     await ro.locator('.ota-sb-readonly').waitFor();
@@ -298,6 +298,31 @@ describe('editor: the OTA sidebar in a real browser', function () {
       body: JSON.stringify({ id: 'sneaky', dialect: 'thingsboard', token: true }),
     });
     assert.strictEqual(res.status, 401);
+  });
+
+  it('node dialogs show only the fields of the chosen dialect, from one table', async () => {
+    // In the read-only user's editor, opened after the pipeline was deployed (the admin's still
+    // holds the flows it loaded first): a read-only user may open a dialog, not deploy it.
+    const page = ro;
+    const rows = () => page.evaluate(() => ['app', 'smingEncoding', 'product', 'customer', 'tagoChunkSize', 'checksumAlgorithm', 'tag']
+      .filter((f) => $(`#node-input-${f}`).closest('.form-row').is(':visible')));
+    await page.evaluate(() => RED.editor.edit(RED.nodes.filterNodes({ type: 'ota-assign' })[0]));
+    await page.locator('#node-input-dialect').waitFor();
+    assert.deepStrictEqual(await page.locator('#node-input-dialect option').evaluateAll((o) => o.map((x) => x.value)), ['', 'biotz', 'sming', 'tago', 'tencent', 'thingsboard']);
+    assert.deepStrictEqual(await rows(), ['app', 'smingEncoding', 'product', 'customer', 'tagoChunkSize', 'checksumAlgorithm', 'tag'], 'each device\'s own dialect: every field');
+    await page.selectOption('#node-input-dialect', 'sming');
+    assert.deepStrictEqual(await rows(), ['app', 'smingEncoding', 'tag']);
+    await page.selectOption('#node-input-dialect', 'tencent');
+    assert.deepStrictEqual(await rows(), ['product', 'tag']);
+    await page.click('#node-dialog-cancel');
+    await page.locator('#node-input-dialect').waitFor({ state: 'detached' });
+    // chunk-server offers the dialects whose devices fetch chunks over MQTT, and nothing else.
+    await page.evaluate(() => RED.editor.edit(RED.nodes.filterNodes({ type: 'chunk-server' })[0]));
+    await page.locator('#node-input-dialect').waitFor();
+    assert.deepStrictEqual(await page.locator('#node-input-dialect option').evaluateAll((o) => o.map((x) => x.value)), ['', 'tago', 'thingsboard']);
+    assert.strictEqual(await page.locator('#node-input-dialect').inputValue(), 'thingsboard', 'the saved value survives the table filling the select');
+    await page.click('#node-dialog-cancel');
+    await page.locator('#node-input-dialect').waitFor({ state: 'detached' });
   });
 
   it('logs no console error in any page', () => {
