@@ -18,6 +18,11 @@ module.exports = tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // Editor-side code (the dialect table) and the functions browser specs run in the page.
+    files: ['resources/**/*.js', 'test/e2e/sidebar.spec.js', 'test/support/browser.js'],
+    languageOptions: { globals: { RED: 'readonly', $: 'readonly', window: 'readonly', localStorage: 'readonly', DataTransfer: 'readonly', File: 'readonly' } },
+  },
+  {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       // `const node = this` is how Node-RED nodes keep their node in callbacks (core does it too).

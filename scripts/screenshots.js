@@ -1,7 +1,9 @@
 'use strict';
 // Takes the README's screenshots: the "Full pipeline" example deployed in stock Node-RED, after a
-// simulated fleet updated, in Debian's headless Chromium (apt install chromium).
-//   node scripts/screenshots.js [outDir=docs/images]
+// simulated fleet updated, in Debian's headless Chromium (apt install chromium); then the OTA
+// sidebar's, which its browser spec takes as it goes (test/e2e/sidebar.spec.js, told where to
+// save them with OTA_SCREENSHOTS).
+//   npm run screenshots   (= node scripts/screenshots.js [outDir=docs/images])
 const { execFileSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
@@ -44,6 +46,10 @@ async function main() {
     const gw = flows.find((n) => n.type === 'ota-gateway');
     shoot(`${pipeline.red.url}/#flow/${tab.id}`, path.join(out, 'full-pipeline.png'), '1760,760');
     shoot(`${pipeline.red.url}/#node/${gw.id}/edit`, path.join(out, 'gateway-settings.png'), '1400,820');
+    execFileSync(process.execPath, [require.resolve('mocha/bin/mocha.js'), '--no-config', '--timeout', '90000', path.join(__dirname, '..', 'test', 'e2e', 'sidebar.spec.js')], {
+      stdio: 'inherit',
+      env: { ...process.env, OTA_SCREENSHOTS: out },
+    });
     console.log(`written to ${out}`);
   } finally {
     if (fleet) await fleet.stop();

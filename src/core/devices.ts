@@ -172,6 +172,11 @@ export class DeviceRegistry extends EventEmitter {
     return createHmac('sha256', this.key()).update(token).digest('hex');
   }
 
+  /** How many devices are registered. */
+  get size(): number {
+    return this.devices.size;
+  }
+
   list(): DeviceRecord[] {
     return [...this.devices.values()].sort((a, b) => a.id.localeCompare(b.id));
   }

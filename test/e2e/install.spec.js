@@ -76,7 +76,10 @@ describe('installing the packed tarball into a fresh Node-RED', function () {
   it('lists the examples in the Import menu, each loading as a flow of known node types', async () => {
     const get = async (p) => (await fetch(`${red.url}/library/examples/flows/${p}`, { headers: { Accept: 'application/json' } })).json();
     assert.ok((await get('')).includes(pkg.name), 'the package is in Import > Examples');
-    const names = (await get(pkg.name)).map((e) => e.fn).sort();
+    const entries = await get(pkg.name);
+    // Folders are strings in the listing: Dashboard 2, whose example needs that palette too.
+    assert.deepStrictEqual(entries.filter((e) => typeof e === 'string'), ['Dashboard 2']);
+    const names = entries.filter((e) => typeof e !== 'string').map((e) => e.fn).sort();
     const expected = fs.readdirSync(path.join(ROOT, 'examples')).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, '')).sort();
     assert.deepStrictEqual(names, expected);
     const nodeSets = await (await fetch(`${red.url}/nodes`, { headers: { Accept: 'application/json' } })).json();
@@ -86,5 +89,9 @@ describe('installing the packed tarball into a fresh Node-RED', function () {
       assert.ok(Array.isArray(flow) && flow.length > 0, `${name} is a flow`);
       for (const n of flow) assert.ok(known.has(n.type), `${name}: node type ${n.type} is installed`);
     }
+    // The Dashboard 2 example: our nodes and core's, and @flowfuse/node-red-dashboard's ui-* only.
+    const dashboard = await get(`${pkg.name}/Dashboard%202/OTA%20rollouts`);
+    const needs = [...new Set(dashboard.filter((n) => !known.has(n.type)).map((n) => n.type))].sort();
+    assert.deepStrictEqual(needs, ['ui-base', 'ui-group', 'ui-page', 'ui-template', 'ui-theme']);
   });
 });
