@@ -308,12 +308,14 @@ describe('editor: the OTA sidebar in a real browser', function () {
       .filter((f) => $(`#node-input-${f}`).closest('.form-row').is(':visible')));
     await page.evaluate(() => RED.editor.edit(RED.nodes.filterNodes({ type: 'ota-assign' })[0]));
     await page.locator('#node-input-dialect').waitFor();
-    assert.deepStrictEqual(await page.locator('#node-input-dialect option').evaluateAll((o) => o.map((x) => x.value)), ['', 'biotz', 'sming', 'tago', 'tencent', 'thingsboard']);
+    assert.deepStrictEqual(await page.locator('#node-input-dialect option').evaluateAll((o) => o.map((x) => x.value)), ['', 'biotz', 'sming', 'tago', 'tasmota', 'tencent', 'thingsboard']);
     assert.deepStrictEqual(await rows(), ['app', 'smingEncoding', 'product', 'customer', 'tagoChunkSize', 'checksumAlgorithm', 'tag'], 'each device\'s own dialect: every field');
     await page.selectOption('#node-input-dialect', 'sming');
     assert.deepStrictEqual(await rows(), ['app', 'smingEncoding', 'tag']);
     await page.selectOption('#node-input-dialect', 'tencent');
     assert.deepStrictEqual(await rows(), ['product', 'tag']);
+    await page.selectOption('#node-input-dialect', 'tasmota');
+    assert.deepStrictEqual(await rows(), ['tag']);
     await page.click('#node-dialog-cancel');
     await page.locator('#node-input-dialect').waitFor({ state: 'detached' });
     // chunk-server offers the dialects whose devices fetch chunks over MQTT, and nothing else.
