@@ -5,19 +5,19 @@ import { HttpDownloadError } from '../http-get';
 import { readEspAppDescription } from '../../core/firmware/esp-app-desc';
 
 // A Tasmota device (ESP8266 build), as Tasmota's own code behaves; docs/tasmota.md cites the
-// source (arendst/Tasmota) for each step:
+// source (arendst/Tasmota) for each step, file:line at the commit it names:
 // - LWT: connects with the will tele/{topic}/LWT "Offline" (retained), publishes "Online"
 //   (retained) once connected, subscribes cmnd/{topic}/# and its group topic cmnd/tasmotas/#
-//   (xdrv_02_9_mqtt.ino MqttConnected); after a boot it publishes tele/{topic}/INFO1
+//   (xdrv_02_9_mqtt.ino:927 MqttConnected, INFO1 :965); after a boot it publishes tele/{topic}/INFO1
 //   {"Info1":{"Module","Version":"14.3.0(tasmota)","FallbackTopic","GroupTopic"}}.
-// - OtaUrl <url>: stores it, answers stat/{topic}/RESULT {"OtaUrl":"<url>"} (support_command.ino CmndOtaUrl).
+// - OtaUrl <url>: stores it, answers stat/{topic}/RESULT {"OtaUrl":"<url>"} (support_command.ino:1038 CmndOtaUrl).
 // - Upgrade 1: answers {"Upgrade":"Version <running> from <url>"}; anything but 1 or a newer
 //   version gets {"Upgrade":"1 or ><running> to upgrade"} (CmndUpgrade). Then, about 3 s later,
 //   up to OTA_ATTEMPTS (10 on ESP8266) downloads of GetOtaUrl() (the OtaUrl cut to TOPSZ-1 = 150
 //   characters), 2 s apart; from the sixth on ".gz" is appended unless the URL holds ".gz"
 //   (then that attempt is the last). An image larger than the free sketch space fails with
 //   "Not Enough space" (ESP8266httpUpdate HTTP_UE_TOO_LESS_SPACE) and sets ota_loader: the next
-//   attempt fetches the same file name with "-minimal" (support_tasmota.ino Every250mSeconds).
+//   attempt fetches the same file name with "-minimal" (support_tasmota.ino:1413-1454 @3fb1231, Every250mSeconds).
 // - Success: stat/{topic}/UPGRADE {"Upgrade":"Successful. Restarting"}, restart into the image;
 //   after all attempts failed, {"Upgrade":"Failed <error>"}.
 // - The minimal build, booted with ota_loader set, fetches the stored OtaUrl again ("Propagating
@@ -27,7 +27,7 @@ import { readEspAppDescription } from '../../core/firmware/esp-app-desc';
 // "<title> <version>" as the demo images have): Tasmota's is compiled in.
 
 const OTA_ATTEMPTS = 10; // tasmota.h, ESP8266
-const TOPSZ = 151; // tasmota.h: GetOtaUrl copies into char ota_url[TOPSZ]
+const TOPSZ = 151; // tasmota.h:204: GetOtaUrl copies into char ota_url[TOPSZ]
 
 /** The version an image carries, if it says. */
 export function imageVersion(image: Buffer): string | undefined {
