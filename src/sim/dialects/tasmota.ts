@@ -26,7 +26,7 @@ import { readEspAppDescription } from '../../core/firmware/esp-app-desc';
 // The running version is what the image says (an ESP app descriptor, or a first line
 // "<title> <version>" as the demo images have): Tasmota's is compiled in.
 
-const OTA_ATTEMPTS = 10; // tasmota.h, ESP8266
+const OTA_ATTEMPTS = 10; // tasmota.h:193, ESP8266
 const TOPSZ = 151; // tasmota.h:204: GetOtaUrl copies into char ota_url[TOPSZ]
 
 /** The version an image carries, if it says. */
