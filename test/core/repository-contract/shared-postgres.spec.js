@@ -50,6 +50,30 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     assert.strictEqual(b.rollout.isAssigned(fw.id), false);
   });
 
+  for (const first of ['the report', 'the assignment']) {
+    it(`progress that reaches an instance before the assignment does is not lost (${first} written first)`, async () => {
+      // A device on a fast network reports "updated" through another instance (the broker's
+      // share group gave it that one) before the driver's assignment row is written or has
+      // reached that instance: neither write may undo the other (state-merge.ts).
+      const a = await instance();
+      const b = await instance();
+      const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+      await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+      await eventually(() => b.firmware.get(fw.id) !== undefined || 'no firmware', 1000, 'firmware on b');
+      a.rollout.assign('d1', 'thingsboard', fw);
+      a.rollout.markNotified('d1');
+      await new Promise((r) => setTimeout(r, 2));
+      b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'updated', title: 'blink', version: '4.0.0', at: new Date().toISOString() });
+      const [x, y] = first === 'the report' ? [b, a] : [a, b];
+      await x.flush();
+      await y.flush();
+      const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.firmware === fw.id}`;
+      await eventually(() => (seen(a) === 'updated true' && seen(b) === 'updated true') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'updated on both');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepStrictEqual([seen(a), seen(b)], ['updated true', 'updated true']);
+    });
+  }
+
   it('serves an image stored on another instance from the database, and fetches a damaged cached copy again', async () => {
     const a = await instance();
     const b = await instance();
