@@ -74,6 +74,28 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     });
   }
 
+  it('an older report written last does not undo a newer one applied on another instance', async () => {
+    // The device's reports go to whichever instance the share group picks: "verified" to a,
+    // "updated" a few milliseconds later to b, whose row is written first.
+    const a = await instance();
+    const b = await instance();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+    await eventually(() => b.firmware.get(fw.id) !== undefined || 'no firmware', 1000, 'firmware on b');
+    a.rollout.assign('d1', 'thingsboard', fw);
+    a.rollout.markNotified('d1');
+    await eventually(() => b.rollout.get('d1')?.state === 'notified' || 'not yet', 1000, 'notified on b');
+    a.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'verified', at: new Date().toISOString() });
+    await new Promise((r) => setTimeout(r, 2));
+    b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'updated', title: 'blink', version: '4.0.0', at: new Date().toISOString() });
+    await b.flush();
+    await a.flush();
+    const seen = (r) => r.rollout.get('d1')?.state;
+    await eventually(() => (seen(a) === 'updated' && seen(b) === 'updated') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'updated on both');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepStrictEqual([seen(a), seen(b)], ['updated', 'updated']);
+  });
+
   it('serves an image stored on another instance from the database, and fetches a damaged cached copy again', async () => {
     const a = await instance();
     const b = await instance();

@@ -5,7 +5,9 @@
 // instance knew none, and its row has no firmware) or the progress (the driver's "notified" row
 // lands after the device's "updated"). The upsert below keeps both: progress from the row
 // without an assignment, the assignment's fields from the row with one, when the progress is no
-// older than the assignment. An unassignment (state idle, no firmware) still wins.
+// older than the assignment. An unassignment (state idle, no firmware) still wins. And as two
+// instances each apply the reports they were given, one of the same assignment that moved on
+// later (progressAt) is not undone by an older one written last (verified after updated).
 
 /** The fields an assignment sets (device-states.ts assign/markNotified); the rest is progress. */
 const ASSIGNMENT_KEYS = ['firmware', 'target', 'assignedAt', 'notifiedAt', 'attempts', 'retained', 'chunkSize'];
@@ -24,4 +26,5 @@ const NEW = 'EXCLUDED.doc';
 export const MERGED_STATE = `CASE
   WHEN ${after(NEW, OLD)} THEN ${NEW} || ${keep(OLD)}
   WHEN ${after(OLD, NEW)} AND ${NEW}->>'state' IN ('assigned', 'notified') THEN ${OLD} || ${keep(NEW)}
+  WHEN ${OLD}->>'firmware' IS NOT DISTINCT FROM ${NEW}->>'firmware' AND ${OLD}->>'progressAt' > ${NEW}->>'progressAt' THEN ${OLD}
   ELSE ${NEW} END`;
