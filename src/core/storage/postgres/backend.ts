@@ -68,6 +68,8 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   private listener: Client | undefined;
   private snapshot: StorageSnapshot | undefined;
   private readonly stateWrites: WriteBehind<DeviceState>;
+  /** Devices whose remote change came while this instance's own write of them was due. */
+  private readonly recheck = new Set<string>();
   private lease: Lease | undefined;
   private following: { onChange: (c: RemoteChange) => void; onResync: (s: StorageSnapshot) => void } | undefined;
   private closed = false;
@@ -239,7 +241,19 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     });
     // The database kept more than this instance wrote (state-merge.ts): take that here too,
     // unless a newer change of the device is waiting to be written (it is merged in turn).
-    for (const r of merged) if (!this.stateWrites.has(r.device)) this.following?.onChange({ kind: 'state', id: r.device, record: r.doc } as RemoteChange);
+    for (const r of merged) if (!this.stateWrites.hasPending(r.device)) this.following?.onChange({ kind: 'state', id: r.device, record: r.doc } as RemoteChange);
+    // Changes other instances announced while this write was pending or under way: read again
+    // now that it is in (the rows hold both).
+    const again = [...this.recheck].filter((id) => !this.stateWrites.hasPending(id));
+    for (const id of again) this.recheck.delete(id);
+    if (again.length && this.following) {
+      const { rows } = await this.pool.query<{ device: string; doc: DeviceState }>('SELECT device, doc FROM ota_device_states WHERE device = ANY($1)', [again]);
+      const found = new Map(rows.map((r) => [r.device, r.doc]));
+      for (const id of again) {
+        if (this.stateWrites.hasPending(id)) this.recheck.add(id);
+        else this.following.onChange({ kind: 'state', id, record: found.get(id) ?? null } as RemoteChange);
+      }
+    }
   }
 
   private async writeDevices(changes: Map<string, DeviceRecord | null>): Promise<void> {
@@ -389,7 +403,10 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       const found = new Map(rows.map((r) => [r.key, r.doc]));
       for (const id of ids) {
         // A state this instance changed and has not written yet is newer than the row.
-        if (kind === 'state' && this.stateWrites.has(id)) continue;
+        if (kind === 'state' && this.stateWrites.has(id)) {
+          this.recheck.add(id);
+          continue;
+        }
         this.following.onChange({ kind, id, record: found.get(id) ?? null } as RemoteChange);
       }
     } catch (err) {
