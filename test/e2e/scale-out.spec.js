@@ -233,6 +233,16 @@ describe(`end to end: three Node-REDs on one PostgreSQL and one mosquitto, two g
     for (const s of shares) assert.ok(Math.abs(s - 100 / INSTANCES) <= 10, `shares ${shares.map((x) => x.toFixed(1))} %`);
   });
 
+  it('answers a rollout command sent to an instance that does not drive with 409, saying where to send it', async () => {
+    const driver = await leaseHolder();
+    const other = apis[(driver + 1) % INSTANCES];
+    const res = await fetch(`${other.url}/ota/rollouts`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ firmware: 'x', targets: { tag: 'demo' } }) });
+    const body = await res.json();
+    assert.strictEqual(res.status, 409, JSON.stringify(body));
+    assert.strictEqual(body.code, 'not_driver');
+    assert.match(body.error, /send rollout commands to that instance/);
+  });
+
   // Opt-in until the races below are fixed (SCALE_E2E_TAKEOVER=1): Biotz downloads recorded on an
   // instance whose copy of the state still lags the driver's notice, Tasmota states.
   const pending = process.env.SCALE_E2E_TAKEOVER ? it : it.skip;

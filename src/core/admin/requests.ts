@@ -36,6 +36,8 @@ export function statusFor(err: unknown, inPath = false): number {
     case 'device_in_rollout':
     case 'bad_state':
     case 'rollout_active':
+    // Another Node-RED on the database drives rollouts: the request is fine, sent to the wrong one.
+    case 'not_driver':
       return 409;
     case 'image_too_large':
     case 'body_too_large':
