@@ -36,8 +36,7 @@ export function statusFor(err: unknown, inPath = false): number {
     case 'device_in_rollout':
     case 'bad_state':
     case 'rollout_active':
-    // Another Node-RED on the database drives rollouts: the request is fine, sent to the wrong one.
-    case 'not_driver':
+    case 'not_driver': // another Node-RED on the database drives rollouts: sent to the wrong one
       return 409;
     case 'image_too_large':
     case 'body_too_large':
