@@ -359,8 +359,14 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     this.emit('summary', s);
   }
 
-  private download(ev: DownloadEvent): void {
+  private download(ev: DownloadEvent, tries = 0): void {
     const record = this.repo.rollout.get(ev.device);
+    // On a shared database the driver's notice may not have reached this instance's copy of the
+    // state yet (the device was quicker than NOTIFY): look again shortly, in order, a few times.
+    if (this.repo.backend && record?.firmware !== ev.firmware && tries < 8) {
+      setTimeout(() => this.download(ev, tries + 1), 250).unref?.();
+      return;
+    }
     const dialect = this.repo.devices.get(ev.device)?.dialect ?? record?.dialect;
     if (!dialect) return;
     const event = fromDownload(ev, record, dialect, this.repo.now().toISOString());

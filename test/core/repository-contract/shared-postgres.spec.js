@@ -8,6 +8,7 @@ const h = require('../../gateway/helpers');
 const { makeBackends } = require('./backends');
 const { imageOf } = require('../../support/images');
 const { eventually } = require('../../support/eventually');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 
 const pg = makeBackends().find((b) => b.name === 'postgres');
 
@@ -94,6 +95,23 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     await eventually(() => (seen(a) === 'updated' && seen(b) === 'updated') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'updated on both');
     await new Promise((r) => setTimeout(r, 300));
     assert.deepStrictEqual([seen(a), seen(b)], ['updated', 'updated']);
+  });
+
+  it('a download served by an instance that has not yet heard of the notice still counts', async () => {
+    // A Biotz device fetches its image through the balancer from b a few milliseconds after the
+    // driver (a) sent the notice, before a's row has reached b.
+    const a = await instance();
+    const b = await instance();
+    trackerFor(b).start();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'biotz', attributes: { customer: 'c1' } });
+    await eventually(() => (b.firmware.get(fw.id) !== undefined && b.devices.get('d1') !== undefined) || 'not yet', 1000, 'firmware and device on b');
+    a.rollout.assign('d1', 'biotz', fw);
+    a.rollout.markNotified('d1');
+    b.emit('download', { device: 'd1', firmware: fw.id, start: 0, end: fw.size - 1, size: fw.size, complete: true, aborted: false });
+    const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.firmware === fw.id}`;
+    await eventually(() => (seen(a) === 'downloaded true' && seen(b) === 'downloaded true') || `a: ${seen(a)}, b: ${seen(b)}`, 3000, 'downloaded on both');
+    trackerFor(b).stop();
   });
 
   it('serves an image stored on another instance from the database, and fetches a damaged cached copy again', async () => {
