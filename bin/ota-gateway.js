@@ -207,6 +207,27 @@ gateway.on('malformed', (e) => log(`closed ${e.deviceId || e.remote}: ${e.messag
 gateway.on('error', (err) => limited('error', console.error, err.message));
 gateway.on('protocol', (n) => console.log(`ota-gateway: ${n.message}`));
 
+const PRESENCE_DELAY_MS = 1000;
+if (repository) {
+  // Sming and Biotz devices report nothing past their download: what the gateway sees them do
+  // (a subscription reaching the retained notice, a reconnection after it) is how their update
+  // is known, as with the ota-gateway node. Recorded here as device states in PostgreSQL, where
+  // the driving Node-RED's rollouts read them; without this they stayed notified or downloaded.
+  const { trackerFor } = require(path.join(dist, 'core', 'device-updates', 'tracker'));
+  trackerFor(repository).start();
+  // Each event is applied a second late (in order, with the time it happened): the notice's
+  // state row (the driver's) or the download's (the instance that served it) may reach this
+  // process after the device already acted on it, and the inference reads those states.
+  const presence = (event, e, filters) => {
+    if (!e.deviceId || !isDialectName(e.dialect)) return;
+    const ev = { device: e.deviceId, dialect: e.dialect, event, ...(filters ? { filters } : {}), session: e.remote, at: new Date().toISOString() };
+    setTimeout(() => repository.emit('presence', ev), PRESENCE_DELAY_MS).unref();
+  };
+  gateway.on('connect', (e) => presence('connect', e));
+  gateway.on('subscribe', (e) => presence('subscribe', e, e.filters));
+  gateway.on('disconnect', (e) => presence('disconnect', e));
+}
+
 (repository ? repository.ready : Promise.resolve()).then(
   () => gateway.listen(port, host),
   (err) => {

@@ -36,6 +36,7 @@ export function statusFor(err: unknown, inPath = false): number {
     case 'device_in_rollout':
     case 'bad_state':
     case 'rollout_active':
+    case 'not_driver': // another Node-RED on the database drives rollouts: sent to the wrong one
       return 409;
     case 'image_too_large':
     case 'body_too_large':

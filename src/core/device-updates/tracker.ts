@@ -359,7 +359,37 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     this.emit('summary', s);
   }
 
+  /** Download events held per device until this instance's copy of its state has the notice. */
+  private readonly heldDownloads = new Map<string, DownloadEvent[]>();
+
   private download(ev: DownloadEvent): void {
+    // On a shared database the driver's notice may not have reached this instance's copy of the
+    // state yet (the device was quicker than NOTIFY): hold the device's events, in order, and
+    // look again shortly, a few times.
+    const held = this.heldDownloads.get(ev.device);
+    if (held) {
+      if (held.length < 64) held.push(ev);
+      return;
+    }
+    if (this.repo.backend && this.repo.rollout.get(ev.device)?.firmware !== ev.firmware) {
+      const queue = [ev];
+      this.heldDownloads.set(ev.device, queue);
+      let tries = 0;
+      const retry = () => {
+        if (this.repo.rollout.get(ev.device)?.firmware !== ev.firmware && ++tries < 8) {
+          setTimeout(retry, 250).unref?.();
+          return;
+        }
+        this.heldDownloads.delete(ev.device);
+        for (const e of queue) this.applyDownload(e);
+      };
+      setTimeout(retry, 250).unref?.();
+      return;
+    }
+    this.applyDownload(ev);
+  }
+
+  private applyDownload(ev: DownloadEvent): void {
     const record = this.repo.rollout.get(ev.device);
     const dialect = this.repo.devices.get(ev.device)?.dialect ?? record?.dialect;
     if (!dialect) return;

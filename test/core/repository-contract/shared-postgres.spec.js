@@ -8,6 +8,7 @@ const h = require('../../gateway/helpers');
 const { makeBackends } = require('./backends');
 const { imageOf } = require('../../support/images');
 const { eventually } = require('../../support/eventually');
+const { trackerFor } = require('../../../dist/core/device-updates/tracker');
 
 const pg = makeBackends().find((b) => b.name === 'postgres');
 
@@ -48,6 +49,69 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     a.rollout.unassign('d1');
     await eventually(() => b.rollout.get('d1').state === 'idle' || b.rollout.get('d1').state, 1000, 'unassigned on b');
     assert.strictEqual(b.rollout.isAssigned(fw.id), false);
+  });
+
+  for (const first of ['the report', 'the assignment']) {
+    it(`progress that reaches an instance before the assignment does is not lost (${first} written first)`, async () => {
+      // A device on a fast network reports "updated" through another instance (the broker's
+      // share group gave it that one) before the driver's assignment row is written or has
+      // reached that instance: neither write may undo the other (state-merge.ts).
+      const a = await instance();
+      const b = await instance();
+      const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+      await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+      await eventually(() => b.firmware.get(fw.id) !== undefined || 'no firmware', 1000, 'firmware on b');
+      a.rollout.assign('d1', 'thingsboard', fw);
+      a.rollout.markNotified('d1');
+      await new Promise((r) => setTimeout(r, 2));
+      b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'updated', title: 'blink', version: '4.0.0', at: new Date().toISOString() });
+      const [x, y] = first === 'the report' ? [b, a] : [a, b];
+      await x.flush();
+      await y.flush();
+      const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.firmware === fw.id}`;
+      await eventually(() => (seen(a) === 'updated true' && seen(b) === 'updated true') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'updated on both');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepStrictEqual([seen(a), seen(b)], ['updated true', 'updated true']);
+    });
+  }
+
+  it('an older report written last does not undo a newer one applied on another instance', async () => {
+    // The device's reports go to whichever instance the share group picks: "verified" to a,
+    // "updated" a few milliseconds later to b, whose row is written first.
+    const a = await instance();
+    const b = await instance();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+    await eventually(() => b.firmware.get(fw.id) !== undefined || 'no firmware', 1000, 'firmware on b');
+    a.rollout.assign('d1', 'thingsboard', fw);
+    a.rollout.markNotified('d1');
+    await eventually(() => b.rollout.get('d1')?.state === 'notified' || 'not yet', 1000, 'notified on b');
+    a.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'verified', at: new Date().toISOString() });
+    await new Promise((r) => setTimeout(r, 2));
+    b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'updated', title: 'blink', version: '4.0.0', at: new Date().toISOString() });
+    await b.flush();
+    await a.flush();
+    const seen = (r) => r.rollout.get('d1')?.state;
+    await eventually(() => (seen(a) === 'updated' && seen(b) === 'updated') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'updated on both');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepStrictEqual([seen(a), seen(b)], ['updated', 'updated']);
+  });
+
+  it('a download served by an instance that has not yet heard of the notice still counts', async () => {
+    // A Biotz device fetches its image through the balancer from b a few milliseconds after the
+    // driver (a) sent the notice, before a's row has reached b.
+    const a = await instance();
+    const b = await instance();
+    trackerFor(b).start();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'biotz', attributes: { customer: 'c1' } });
+    await eventually(() => (b.firmware.get(fw.id) !== undefined && b.devices.get('d1') !== undefined) || 'not yet', 1000, 'firmware and device on b');
+    a.rollout.assign('d1', 'biotz', fw);
+    a.rollout.markNotified('d1');
+    b.emit('download', { device: 'd1', firmware: fw.id, start: 0, end: fw.size - 1, size: fw.size, complete: true, aborted: false });
+    const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.firmware === fw.id}`;
+    await eventually(() => (seen(a) === 'downloaded true' && seen(b) === 'downloaded true') || `a: ${seen(a)}, b: ${seen(b)}`, 3000, 'downloaded on both');
+    trackerFor(b).stop();
   });
 
   it('serves an image stored on another instance from the database, and fetches a damaged cached copy again', async () => {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'events';
 import { hostname } from 'os';
 import { randomBytes } from 'crypto';
+import { isDeepStrictEqual } from 'util';
 import type { Client, Pool, PoolClient } from 'pg';
 import type { DeviceRecord, FirmwareRecord } from '../../types';
 import type { DeviceState } from '../../device-updates/device-states';
@@ -14,6 +15,7 @@ import { WriteBehind } from './write-behind';
 import { DEFAULT_LEASE_MS, Lease } from './lease';
 import { PostgresRolloutPersistence } from './rollouts';
 import { SyncJournal } from './sync-journal';
+import { MERGED_STATE } from './state-merge';
 
 // The repository on PostgreSQL. Rows, not documents:
 //   ota_firmware       one row per firmware record      ota_blobs    image bytes by SHA-256
@@ -66,6 +68,8 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   private listener: Client | undefined;
   private snapshot: StorageSnapshot | undefined;
   private readonly stateWrites: WriteBehind<DeviceState>;
+  /** Devices whose remote change came while this instance's own write of them was due. */
+  private readonly recheck = new Set<string>();
   private lease: Lease | undefined;
   private following: { onChange: (c: RemoteChange) => void; onResync: (s: StorageSnapshot) => void } | undefined;
   private closed = false;
@@ -217,18 +221,39 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       if (s) put.push(s);
       else gone.push(id);
     }
+    const merged: Array<{ device: string; doc: DeviceState }> = [];
     await this.transaction(async (client) => {
       for (const rows of chunks(put, BATCH_ROWS)) {
-        await client.query(
+        const text = JSON.stringify(rows);
+        const { rows: kept } = await client.query<{ device: string; doc: DeviceState }>(
           `INSERT INTO ota_device_states (device, firmware, state, doc, updated_at)
            SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM jsonb_array_elements($1::jsonb) r
-           ON CONFLICT (device) DO UPDATE SET firmware = EXCLUDED.firmware, state = EXCLUDED.state, doc = EXCLUDED.doc, updated_at = now()`,
-          [JSON.stringify(rows)],
+           ON CONFLICT (device) DO UPDATE SET firmware = (${MERGED_STATE})->>'firmware', state = (${MERGED_STATE})->>'state',
+             doc = ${MERGED_STATE}, updated_at = now()
+           RETURNING device, doc`,
+          [text],
         );
+        const written = new Map((JSON.parse(text) as DeviceState[]).map((r) => [r.device, r]));
+        for (const r of kept) if (!isDeepStrictEqual(r.doc, written.get(r.device))) merged.push(r);
       }
       if (gone.length) await client.query('DELETE FROM ota_device_states WHERE device = ANY($1)', [gone]);
       await this.notify(client, 'state', [...batch.keys()]);
     });
+    // The database kept more than this instance wrote (state-merge.ts): take that here too,
+    // unless a newer change of the device is waiting to be written (it is merged in turn).
+    for (const r of merged) if (!this.stateWrites.hasPending(r.device)) this.following?.onChange({ kind: 'state', id: r.device, record: r.doc } as RemoteChange);
+    // Changes other instances announced while this write was pending or under way: read again
+    // now that it is in (the rows hold both).
+    const again = [...this.recheck].filter((id) => !this.stateWrites.hasPending(id));
+    for (const id of again) this.recheck.delete(id);
+    if (again.length && this.following) {
+      const { rows } = await this.pool.query<{ device: string; doc: DeviceState }>('SELECT device, doc FROM ota_device_states WHERE device = ANY($1)', [again]);
+      const found = new Map(rows.map((r) => [r.device, r.doc]));
+      for (const id of again) {
+        if (this.stateWrites.hasPending(id)) this.recheck.add(id);
+        else this.following.onChange({ kind: 'state', id, record: found.get(id) ?? null } as RemoteChange);
+      }
+    }
   }
 
   private async writeDevices(changes: Map<string, DeviceRecord | null>): Promise<void> {
@@ -378,7 +403,10 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       const found = new Map(rows.map((r) => [r.key, r.doc]));
       for (const id of ids) {
         // A state this instance changed and has not written yet is newer than the row.
-        if (kind === 'state' && this.stateWrites.has(id)) continue;
+        if (kind === 'state' && this.stateWrites.has(id)) {
+          this.recheck.add(id);
+          continue;
+        }
         this.following.onChange({ kind, id, record: found.get(id) ?? null } as RemoteChange);
       }
     } catch (err) {

@@ -5,6 +5,8 @@
 
 export class WriteBehind<V> {
   private pending = new Map<string, V | null>();
+  /** The batch being written: a remote change read meanwhile may be older than it. */
+  private writing = new Map<string, V | null>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private tail: Promise<void> = Promise.resolve();
   private failures = 0;
@@ -17,6 +19,11 @@ export class WriteBehind<V> {
 
   /** Keys changed here and not yet written (a remote change of one of them must not win). */
   has(key: string): boolean {
+    return this.pending.has(key) || this.writing.has(key);
+  }
+
+  /** Keys changed here since the write under way began. */
+  hasPending(key: string): boolean {
     return this.pending.has(key);
   }
 
@@ -44,12 +51,15 @@ export class WriteBehind<V> {
       if (this.pending.size === 0) return;
       const batch = this.pending;
       this.pending = new Map();
+      this.writing = batch;
       try {
         await this.write(batch);
         this.failures = 0;
       } catch (err) {
         for (const [k, v] of batch) if (!this.pending.has(k)) this.pending.set(k, v);
         throw err;
+      } finally {
+        this.writing = new Map();
       }
     });
     this.tail = next.catch(() => undefined);
