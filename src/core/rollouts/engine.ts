@@ -65,6 +65,9 @@ export interface RolloutEngineEvents {
   event: [event: RolloutEvent];
 }
 
+/** Phases in which a shared (Sming) notice is withheld from the device (noticeReleased). */
+const WITHHELD_PHASES: ReadonlySet<DevicePhase> = new Set<DevicePhase>(['waiting', 'queued', 'soaking', 'succeeded', 'cancelled']);
+
 export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   private readonly live = new Map<string, Live>();
   /** Devices of rollouts not finished or aborted: a device is in one such rollout at most. */
@@ -145,7 +148,10 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
    */
   noticeReleased(device: string): boolean {
     const hit = this.byDevice.get(device);
-    return !hit || hit.e.phase === 'released';
+    // Held back: not yet released (a later group), taken already (Sming flashes an equal patch
+    // again), or cancelled. A device that failed or timed out may have it: the tracker's retries
+    // send it again (a broker that lost the retained notice in a crash is how it got there).
+    return !hit || !WITHHELD_PHASES.has(hit.e.phase);
   }
 
   /** Counts per group and in total. */

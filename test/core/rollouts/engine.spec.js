@@ -412,6 +412,21 @@ describe('rollout engine', () => {
     assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [false, true, true]);
   });
 
+  it('lets a Sming device that failed or timed out have its notice again (the tracker retries it), not one that took it', () => {
+    // Found in CI: the broker crashed before it kept the retained notice; the devices timed out,
+    // and every retry the tracker sent was withheld, so the Sming devices never updated.
+    const devices = ['s1', 's2', 's3', 's4'].map((id) => ({ id, dialect: 'sming', app: 'lamp' }));
+    for (const d of devices) fleet.states.set(d.id, { firmware: FW.id, state: 'notified' }); // as the tracker's assign leaves them
+    const r = engine.recordAssignment({ firmware: FW, devices });
+    assert.ok(r);
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [true, true, true], 'released');
+    // s4 stays under way: the rollout is still running when s3 is done.
+    fleet.report('s1', 'timed_out');
+    fleet.report('s2', 'failed', 'flash error');
+    fleet.report('s3', 'updated');
+    assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [true, true, false], 'retried: may have it; done: a second copy would be flashed again');
+  });
+
   describe('restart', () => {
     it('resumes after a crash between the release and the snapshot: no device notified twice, no group skipped', async () => {
       const r = create({ groups: [{ count: 5 }, { count: 5 }, {}], maxConcurrent: 3 }, ids(15));
