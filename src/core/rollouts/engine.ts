@@ -148,10 +148,14 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
    */
   noticeReleased(device: string): boolean {
     const hit = this.byDevice.get(device);
+    // An assignment holds nothing back: every device is released at once, as before assignments
+    // were rollouts (a Sming device the tracker took for updated when the whole fleet reconnected
+    // after a broker crash was otherwise refused the retained notice it never had).
+    if (!hit || hit.l.r.kind === 'assignment') return true;
     // Held back: not yet released (a later group), taken already (Sming flashes an equal patch
     // again), or cancelled. A device that failed or timed out may have it: the tracker's retries
-    // send it again (a broker that lost the retained notice in a crash is how it got there).
-    return !hit || !WITHHELD_PHASES.has(hit.e.phase);
+    // send it again.
+    return !WITHHELD_PHASES.has(hit.e.phase);
   }
 
   /** Counts per group and in total. */

@@ -413,18 +413,25 @@ describe('rollout engine', () => {
   });
 
   it('lets a Sming device that failed or timed out have its notice again (the tracker retries it), not one that took it', () => {
-    // Found in CI: the broker crashed before it kept the retained notice; the devices timed out,
-    // and every retry the tracker sent was withheld, so the Sming devices never updated.
     const devices = ['s1', 's2', 's3', 's4'].map((id) => ({ id, dialect: 'sming', app: 'lamp' }));
-    for (const d of devices) fleet.states.set(d.id, { firmware: FW.id, state: 'notified' }); // as the tracker's assign leaves them
-    const r = engine.recordAssignment({ firmware: FW, devices });
-    assert.ok(r);
+    const r = engine.create({ firmware: FW, targets: {}, plan: parsePlan({}), devices, gated: () => true });
+    engine.act(r.id, 'start');
     assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [true, true, true], 'released');
     // s4 stays under way: the rollout is still running when s3 is done.
     fleet.report('s1', 'timed_out');
     fleet.report('s2', 'failed', 'flash error');
     fleet.report('s3', 'updated');
     assert.deepStrictEqual(['s1', 's2', 's3'].map((id) => engine.noticeReleased(id)), [true, true, false], 'retried: may have it; done: a second copy would be flashed again');
+  });
+
+  it('holds nothing back in an assignment (every device released at once, as before assignments were rollouts)', () => {
+    // Found in CI: after a broker crash the whole fleet reconnected, Sming devices were taken for
+    // updated, and the retained notice they never had was withheld: 20 Sming devices stayed idle.
+    const devices = ['s1', 's2'].map((id) => ({ id, dialect: 'sming', app: 'lamp' }));
+    for (const d of devices) fleet.states.set(d.id, { firmware: FW.id, state: 'notified' });
+    assert.ok(engine.recordAssignment({ firmware: FW, devices }));
+    fleet.report('s1', 'updated');
+    assert.deepStrictEqual(['s1', 's2'].map((id) => engine.noticeReleased(id)), [true, true]);
   });
 
   describe('restart', () => {
