@@ -66,6 +66,8 @@ function dialectOf(name: DialectName | string): Dialect | undefined {
 interface Presence {
   session?: string;
   filters: string[];
+  /** When this connection began (the connect event's time); unknown when first seen subscribing. */
+  since?: string;
 }
 
 const MAX_DELAY = 2 ** 31 - 1;
@@ -317,7 +319,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const at = typeof ev.at === 'string' && !Number.isNaN(Date.parse(ev.at)) ? ev.at : this.repo.now().toISOString();
     const session = typeof ev.session === 'string' ? ev.session : undefined;
     if (ev.event === 'connect') {
-      this.present.set(ev.device, { session, filters: [] });
+      this.present.set(ev.device, { session, filters: [], since: at });
       if (record?.firmware && record.state === 'downloaded') this.infer(record, 'updated', at);
       return;
     }
@@ -339,6 +341,20 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
         this.infer(record, 'downloaded', at);
       }
     }
+  }
+
+  /**
+   * A download heard of after the device's restart: with several Node-REDs the instance that
+   * served the image writes `downloaded`, and its row may reach this one (a gateway's) after the
+   * device already came back on a new connection. That connection began after the download
+   * ended: the device restarted into the new firmware, as a connect event would have said.
+   */
+  private restartedSince(s: DeviceState): void {
+    if (s.state !== 'downloaded' || !s.firmware || !this.running) return;
+    const since = this.present.get(s.device)?.since;
+    if (since === undefined || since <= s.stateSince) return;
+    const dialect = dialectOf(s.dialect);
+    if (dialect && dialect.reports !== 'progress') this.infer(s, 'updated', since);
   }
 
   /** A device of a dialect whose notice is the image itself (nothing else to fetch) and has not had it yet. */
@@ -413,6 +429,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
 
   private changed(s: DeviceState): void {
     this.emit('changed', s.device);
+    this.restartedSince(s);
     const p = this.policy;
     if (!this.running || !p) return;
     const at = this.deadline(s, p);

@@ -103,6 +103,30 @@ describe('rollout tracker: devices without progress reports, through gateway pre
     assert.deepStrictEqual(flow.published.slice(before).map((p) => p.empty), [false], 'the notice went out again');
   });
 
+  it('Biotz: a download heard of only after the device came back (another instance served it) is an update', async () => {
+    // Several Node-REDs: the instance that served the image writes "downloaded"; its row reaches
+    // this one (a gateway's) after the device already restarted and connected again.
+    await assign(['b1', 'b2']);
+    presence('b1', 'connect');
+    presence('b2', 'connect');
+    clock.tick(5000);
+    const downloaded = (device, since) => ({ ...state(device), state: 'downloaded', percent: 100, stateSince: since, progressAt: since });
+    const before = at();
+    clock.tick(200);
+    presence('b1', 'disconnect');
+    presence('b1', 'connect'); // restarted into the new image
+    repo.rollout.adopt('b1', downloaded('b1', before));
+    assert.deepStrictEqual([state('b1').state, state('b1').inferred, state('b1').current?.version], ['updated', true, '1.1.0']);
+    // b2's download ended after its connection began: the same connection, no restart seen yet.
+    clock.tick(200);
+    repo.rollout.adopt('b2', downloaded('b2', at()));
+    assert.strictEqual(state('b2').state, 'downloaded');
+    clock.tick(200);
+    presence('b2', 'disconnect');
+    presence('b2', 'connect');
+    assert.strictEqual(state('b2').state, 'updated');
+  });
+
   it('Sming: a device subscribed when the notice goes out gets it live: downloaded when it leaves, updated when back', async () => {
     presence('s1', 'connect');
     presence('s1', 'subscribe', ['a/demo/u/1.1']);

@@ -43,6 +43,21 @@ interface Note {
   ids: string[];
 }
 
+/** Byte order, as `COLLATE "C"` sorts (ids are ASCII): the one order every instance locks rows in. */
+const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Locks the existing rows of `keys` in one order before a batch writes them. Several instances
+ * write overlapping batches (a report reaches one, its download another, the driver's notice a
+ * third): taken in whatever order each batch held them, two batches each waited on the other's row
+ * and PostgreSQL killed one ("deadlock detected"; the end-to-end run saw it under load). New rows
+ * are inserted in the same order (the upserts sort too).
+ */
+async function lockRows(client: PoolClient, table: string, key: string, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await client.query(`SELECT 1 FROM ${table} WHERE ${key} = ANY($1) ORDER BY ${key} COLLATE "C" FOR UPDATE`, [keys]);
+}
+
 function chunks<T>(list: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
@@ -221,13 +236,15 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       if (s) put.push(s);
       else gone.push(id);
     }
+    put.sort((a, b) => byKey(a.device, b.device));
     const merged: Array<{ device: string; doc: DeviceState }> = [];
     await this.transaction(async (client) => {
+      await lockRows(client, 'ota_device_states', 'device', [...batch.keys()]);
       for (const rows of chunks(put, BATCH_ROWS)) {
         const text = JSON.stringify(rows);
         const { rows: kept } = await client.query<{ device: string; doc: DeviceState }>(
           `INSERT INTO ota_device_states (device, firmware, state, doc, updated_at)
-           SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM jsonb_array_elements($1::jsonb) r
+           SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM jsonb_array_elements($1::jsonb) r ORDER BY r->>'device' COLLATE "C"
            ON CONFLICT (device) DO UPDATE SET firmware = (${MERGED_STATE})->>'firmware', state = (${MERGED_STATE})->>'state',
              doc = ${MERGED_STATE}, updated_at = now()
            RETURNING device, doc`,
@@ -257,13 +274,14 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   }
 
   private async writeDevices(changes: Map<string, DeviceRecord | null>): Promise<void> {
-    const put = [...changes.values()].filter((d): d is DeviceRecord => d !== null);
+    const put = [...changes.values()].filter((d): d is DeviceRecord => d !== null).sort((a, b) => byKey(a.id, b.id));
     const gone = [...changes].filter(([, d]) => d === null).map(([id]) => id);
     await this.transaction(async (client) => {
+      await lockRows(client, 'ota_devices', 'id', [...changes.keys()]);
       for (const rows of chunks(put, BATCH_ROWS)) {
         await client.query(
           `INSERT INTO ota_devices (id, dialect, token_hash, doc, updated_at)
-           SELECT r->>'id', r->>'dialect', r->>'tokenHash', r, now() FROM jsonb_array_elements($1::jsonb) r
+           SELECT r->>'id', r->>'dialect', r->>'tokenHash', r, now() FROM jsonb_array_elements($1::jsonb) r ORDER BY r->>'id' COLLATE "C"
            ON CONFLICT (id) DO UPDATE SET dialect = EXCLUDED.dialect, token_hash = EXCLUDED.token_hash, doc = EXCLUDED.doc, updated_at = now()`,
           [JSON.stringify(rows)],
         );
