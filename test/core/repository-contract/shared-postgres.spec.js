@@ -97,6 +97,50 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     assert.deepStrictEqual([seen(a), seen(b)], ['updated', 'updated']);
   });
 
+  it('a report heard before an assignment and written after it does not undo the assignment', async () => {
+    // Seen end to end: a Tasmota device's result reached b just before the driver (a) assigned
+    // it; b's row came 600 ms later, without firmware, and the rollout took the device for
+    // re-assigned by someone else ("its assignment was changed outside the rollout").
+    const a = await instance();
+    const b = await instance();
+    const { record: fw } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'tasmota', attributes: { topic: 'd1' } });
+    await eventually(() => (b.firmware.get(fw.id) !== undefined && b.devices.get('d1') !== undefined) || 'not yet', 1000, 'firmware and device on b');
+    b.rollout.apply({ device: 'd1', dialect: 'tasmota', state: 'downloading', at: new Date(Date.now() - 50).toISOString() });
+    a.rollout.assign('d1', 'tasmota', fw);
+    a.rollout.markNotified('d1');
+    await a.flush();
+    await b.flush();
+    const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.firmware === fw.id}`;
+    await eventually(() => (seen(a) === 'notified true' && seen(b) === 'notified true') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'the assignment on both');
+  });
+
+  for (const first of ['the old', 'the new']) {
+    it(`a write under a device's previous assignment does not undo its new one (${first} written first)`, async () => {
+      // b still holds the device's previous assignment (blink 4.0.0, downloading) when a assigns
+      // 5.0.0 and b records something under the old one before it hears of the new.
+      const a = await instance();
+      const b = await instance();
+      const { record: v4 } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+      const { record: v5 } = await a.firmware.store({ image: imageOf(2000, 9), title: 'blink', version: '5.0.0' });
+      await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+      a.rollout.assign('d1', 'thingsboard', v4);
+      a.rollout.markNotified('d1');
+      await a.flush();
+      await eventually(() => (b.rollout.get('d1')?.firmware === v4.id && b.firmware.get(v5.id) !== undefined) || 'not yet', 2000, 'v4 on b');
+      await new Promise((r) => setTimeout(r, 2));
+      a.rollout.assign('d1', 'thingsboard', v5);
+      a.rollout.markNotified('d1');
+      await new Promise((r) => setTimeout(r, 2));
+      b.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'downloading', percent: 40, at: new Date().toISOString() });
+      const [x, y] = first === 'the old' ? [b, a] : [a, b];
+      await x.flush();
+      await y.flush();
+      const seen = (r) => `${r.rollout.get('d1')?.state} ${r.rollout.get('d1')?.target?.version}`;
+      await eventually(() => (seen(a) === 'notified 5.0.0' && seen(b) === 'notified 5.0.0') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'the new assignment on both');
+    });
+  }
+
   it('two instances writing the same devices at once, in opposite orders, never deadlock', async () => {
     // Seen end to end under load: a batch of one instance and a batch of another each held a row
     // the other wanted; PostgreSQL killed one ("deadlock detected") and its states came late.
