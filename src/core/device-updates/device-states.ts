@@ -106,6 +106,16 @@ export class RolloutStore {
     else this.sink.remove(device);
   }
 
+  /**
+   * Writes these devices' records before returning, on a shared backend (its persistNow); on
+   * files nothing more is needed (one instance reads its own memory; a restart has the journal).
+   */
+  persistNow(devices: string[]): void {
+    if (!this.sink?.persistNow) return;
+    const states = devices.map((d) => this.states.get(d)).filter((s): s is DeviceState => s !== undefined);
+    this.sink.persistNow(states);
+  }
+
   /** A record another instance wrote (null: forgotten); nothing is written back. */
   adopt(device: string, state: DeviceState | null): void {
     this.count(this.states.get(device), -1);

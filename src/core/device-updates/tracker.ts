@@ -2,7 +2,7 @@ import { EventEmitter } from 'events';
 import type { OtaRepository } from '../repository';
 import type { DownloadEvent } from '../firmware/download';
 import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent, isDialectName } from '../types';
-import { Dialect, dialectFor, leavesBySignal } from '../dialects';
+import { Dialect, dialectFor, dialectOf, leavesBySignal } from '../dialects';
 import { matches } from '../topic-filter';
 import { DeviceState, RolloutSummary, hasReceived, isActive } from './device-states';
 import { NormalisedEvent, fromDownload, normalise } from './progress-events';
@@ -57,10 +57,6 @@ export interface NoticeOutcome {
 export type ReportOutcomes = (outcomes: Promise<NoticeOutcome[]>) => void;
 
 export type EventSource = 'uplink' | 'download' | 'presence' | 'timeout' | 'retry' | 'admin';
-
-function dialectOf(name: DialectName | string): Dialect | undefined {
-  return isDialectName(name) ? dialectFor(name) : undefined;
-}
 
 /** A device's current connection at the gateway, as far as presence events tell (reports 'none'/'download' only). */
 interface Presence {
@@ -200,6 +196,8 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
         const r = this.repo.rollout.markNotified(id);
         if (r) this.emit('progress', normalise(r), r, 'admin');
       }
+      // On a shared database the assignments land before the notices go (storage/backend.ts).
+      this.repo.rollout.persistNow(records.map((r) => r.device));
       settled = this.command({ action: 'assign', firmware, devices: toNotify });
     }
     this.emitSummary();

@@ -78,11 +78,20 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   private busy = false;
   private readonly pending = new Set<string>();
   private stopped = false;
+  /** Devices whose notice may not have gone out, checked once at `until` (resume()). */
+  private inDoubt: { until: number; devices: Map<string, string[]> } | undefined;
 
+  /**
+   * `inDoubtMs` (a shared database, where other instances kept hearing the devices while no one
+   * drove): on resume, released devices that show no reaction to their notice get it again if
+   * they still show none this long after. Unset (files: nothing was heard while Node-RED was
+   * down, silence proves nothing), they wait for the tracker's timeout and retry.
+   */
   constructor(
     private readonly effects: RolloutEffects,
     private readonly store: RolloutPersistence,
     private readonly clock: Clock = systemClock,
+    private readonly options: { inDoubtMs?: number } = {},
   ) {
     super();
     this.setMaxListeners(0);
@@ -109,7 +118,46 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         for (const e of l.r.devices) this.observe(l, e);
         this.step(l);
       }
+      this.doubt();
     });
+  }
+
+  /**
+   * The last driver died between writing a release and its notices going out, or just after:
+   * which, nobody knows. A device that had its notice reacts within moments (a report, a
+   * download) and other instances record it; one still silent `inDoubtMs` after the takeover
+   * never had it, and gets it now, once (not twice to a device that had it: it reacted).
+   */
+  private doubt(): void {
+    const ms = this.options.inDoubtMs;
+    if (!ms) return;
+    const devices = new Map<string, string[]>();
+    for (const l of this.live.values()) {
+      if (terminal(l.r)) continue;
+      const ids = l.r.devices.filter((e) => e.phase === 'released' && this.unanswered(l, e.device)).map((e) => e.device);
+      if (ids.length) devices.set(l.r.id, ids);
+    }
+    this.inDoubt = devices.size ? { until: this.clock.now() + ms, devices } : undefined;
+  }
+
+  private unanswered(l: Live, device: string): boolean {
+    const s = this.effects.status(device);
+    return !!s && !s.silent && s.firmware === l.r.firmware && (s.state === 'assigned' || s.state === 'notified');
+  }
+
+  private resolveDoubt(): void {
+    const doubt = this.inDoubt;
+    if (!doubt || this.clock.now() < doubt.until) return;
+    this.inDoubt = undefined;
+    for (const [id, devices] of doubt.devices) {
+      const l = this.live.get(id);
+      if (!l || terminal(l.r)) continue;
+      const still = devices.filter((d) => {
+        const hit = this.byDevice.get(d);
+        return hit?.l === l && hit.e.phase === 'released' && this.unanswered(l, d);
+      });
+      if (still.length) this.effects.retry(l.r.firmware, still);
+    }
   }
 
   stop(): void {
@@ -702,6 +750,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (this.stopped) return;
     let at = Infinity;
     for (const l of this.live.values()) at = Math.min(at, this.nextWake(l));
+    if (this.inDoubt) at = Math.min(at, this.inDoubt.until);
     if (at === this.armedFor) return;
     this.disarm();
     if (at === Infinity) return;
@@ -710,6 +759,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       this.timer = undefined;
       this.armedFor = Infinity;
       this.run(() => {
+        this.resolveDoubt();
         for (const l of this.live.values()) this.step(l);
       });
     }, Math.min(MAX_DELAY, Math.max(0, at - this.clock.now())));

@@ -29,6 +29,8 @@ export interface DeviceStatus {
   firmware?: string;
   state: string;
   error?: string;
+  /** Its dialect reports nothing (Sming): silence after a notice says nothing. */
+  silent?: boolean;
 }
 
 /**

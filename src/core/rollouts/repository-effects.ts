@@ -2,6 +2,7 @@ import type { OtaRepository } from '../repository';
 import type { DeviceRecord, FirmwareRecord } from '../types';
 import type { RolloutTracker } from '../device-updates/tracker';
 import type { DeviceStatus, RolloutEffects } from './ports';
+import { dialectOf } from '../dialects';
 
 // The engine's effects on the repository: assignments recorded in the rollout store and notices
 // sent through the tracker's 'command' event (ota-assign nodes publish them through mqtt out),
@@ -52,6 +53,11 @@ export class RepositoryEffects implements RolloutEffects {
   status(device: string): DeviceStatus | undefined {
     const s = this.repo.rollout.get(device);
     if (!s) return undefined;
-    return { ...(s.firmware ? { firmware: s.firmware } : {}), state: s.state, ...(s.lastError ? { error: s.lastError.message } : {}) };
+    return {
+      ...(s.firmware ? { firmware: s.firmware } : {}),
+      state: s.state,
+      ...(s.lastError ? { error: s.lastError.message } : {}),
+      ...(dialectOf(s.dialect)?.reports === 'none' ? { silent: true } : {}),
+    };
   }
 }

@@ -21,6 +21,9 @@ export interface RolloutView extends Omit<Rollout, 'devices'> {
   devices?: Rollout['devices'];
 }
 
+/** How long a takeover waits for a reaction to a notice the last driver may not have sent. */
+const IN_DOUBT_MS = 3000;
+
 export class RolloutService {
   readonly engine: RolloutEngine;
   private started = false;
@@ -41,7 +44,10 @@ export class RolloutService {
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
-    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock);
+    // On a shared database the other instances kept hearing the devices while no one drove: a
+    // device still silent 3 s after a takeover never had the notice the last driver released.
+    const inDoubtMs = repo.backend ? IN_DOUBT_MS : undefined;
+    this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock, { inDoubtMs });
     // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
     // otherwise all end cancelled, with nothing to send them).
     repo.firmwareGuards.push(this.guard);

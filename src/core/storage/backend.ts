@@ -65,6 +65,12 @@ export interface StateSink {
   put(state: DeviceState): void;
   remove(device: string): void;
   flush(): Promise<void>;
+  /**
+   * Writes these states before returning (a shared backend: the notices about to go out must
+   * find their assignments in the database, whichever instance the devices' reports reach and
+   * whatever becomes of this one).
+   */
+  persistNow?(states: DeviceState[]): void;
 }
 
 /** What another instance changed, as the backend announces it. */

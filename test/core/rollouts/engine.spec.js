@@ -454,5 +454,43 @@ describe('rollout engine', () => {
       assert.strictEqual(fleet.notified.length, 15);
       assert.strictEqual(new Set(fleet.notified).size, 15);
     });
+
+    /** A takeover on a shared database: a new engine over the rollouts the last driver wrote. */
+    function takeOver(inDoubtMs) {
+      engine.stop();
+      engine = new RolloutEngine(fleet, store, { now: () => Date.now(), setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h), random: () => 0.5 }, { inDoubtMs });
+      fleet.engine = engine;
+      engine.resume();
+      return engine;
+    }
+
+    it('after a takeover, sends again (once) to released devices still silent 3 s later; not to those that reacted', async () => {
+      // The last driver died around its notices: d0000 never had its notice, d0001 had it and
+      // reports, d0002 is a Sming device (reports nothing: silence says nothing).
+      const r = create({ groups: [{ count: 3 }, {}], maxConcurrent: 3 }, ids(6));
+      engine.act(r.id, 'start');
+      await store.flush();
+      fleet.states.set('d0002', { ...fleet.states.get('d0002'), silent: true });
+      fleet.notified.length = 0;
+      takeOver(3000);
+      clock.tick(1000);
+      fleet.report('d0001', 'downloading');
+      clock.tick(1999);
+      assert.deepStrictEqual(fleet.notified, [], 'nothing before the 3 s');
+      clock.tick(1);
+      assert.deepStrictEqual(fleet.notified, ['d0000']);
+      clock.tick(60_000);
+      assert.deepStrictEqual(fleet.notified, ['d0000'], 'once');
+    });
+
+    it('restarting on files (no inDoubtMs) sends nothing again: silence while Node-RED was down proves nothing', async () => {
+      const r = create({ groups: [{ count: 3 }, {}], maxConcurrent: 3 }, ids(6));
+      engine.act(r.id, 'start');
+      await store.flush();
+      fleet.notified.length = 0;
+      takeOver(undefined);
+      clock.tick(60_000);
+      assert.deepStrictEqual(fleet.notified, []);
+    });
   });
 });
