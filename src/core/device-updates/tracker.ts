@@ -1,8 +1,8 @@
 import { EventEmitter } from 'events';
 import type { OtaRepository } from '../repository';
 import type { DownloadEvent } from '../firmware/download';
-import { DeviceRecord, DialectName, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent, isDialectName } from '../types';
-import { Dialect, dialectFor, dialectOf, leavesBySignal } from '../dialects';
+import { DeviceRecord, FirmwareRecord, PresenceEvent, ProgressError, ProgressEvent } from '../types';
+import { Dialect, dialectOf, leavesBySignal } from '../dialects';
 import { matches } from '../topic-filter';
 import { DeviceState, RolloutSummary, hasReceived, isActive } from './device-states';
 import { NormalisedEvent, fromDownload, normalise } from './progress-events';
