@@ -1,5 +1,5 @@
 import { OtaError } from '../core/types';
-import { rolloutsFor } from '../core/rollouts/service';
+import { rolloutEvents, rolloutsFor } from '../core/rollouts/service';
 import { errorsOf } from '../core/rollouts/model';
 import type { Rollout, RolloutEvent } from '../core/rollouts/model';
 import { NodeAPI, Node, NodeDef, NodeMessage } from './red';
@@ -26,15 +26,17 @@ export = function (RED: NodeAPI) {
     const node = this;
     const repoNode = useRepository(RED, node, config.repository);
     if (!repoNode) return;
-    const service = rolloutsFor(repoNode.repo);
+    // The service of now: a Node-RED that takes the driver lease builds a new one (storage/driving.ts).
+    const service = () => rolloutsFor(repoNode.repo);
+    const events = rolloutEvents(repoNode.repo);
     /** The rollout the status shows: the last one this node created or acted on, or that moved. */
     let shown: string | undefined;
 
     function showStatus(): void {
       if (!shown) return node.status({});
-      const r = service.engine.list().find((x) => x.id === shown);
+      const r = service().engine.list().find((x) => x.id === shown);
       if (!r) return node.status({});
-      const { total } = service.engine.counts(r.id);
+      const { total } = service().engine.counts(r.id);
       const wave = Math.max(1, r.groups.filter((g) => g.state !== 'pending').length);
       const percent = r.devices.length ? Math.round((total.succeeded * 100) / r.devices.length) : 0;
       const failed = errorsOf(total);
@@ -50,16 +52,16 @@ export = function (RED: NodeAPI) {
     const onEvent = (event: RolloutEvent) => {
       if (!staged(event)) return;
       shown = event.rollout;
-      const r = service.engine.list().find((x) => x.id === event.rollout);
-      node.send({ topic: event.type, payload: { ...event, ...(event.group !== undefined ? { group: event.group + 1 } : {}) }, rollout: r ? service.view(r) : undefined });
+      const r = service().engine.list().find((x) => x.id === event.rollout);
+      node.send({ topic: event.type, payload: { ...event, ...(event.group !== undefined ? { group: event.group + 1 } : {}) }, rollout: r ? service().view(r) : undefined });
       showStatus();
     };
-    service.engine.on('event', onEvent);
+    events.on('event', onEvent);
     // After a deploy or restart: the newest rollout still open.
-    shown = service.engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted').at(-1)?.id;
+    shown = service().engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted').at(-1)?.id;
     showStatus();
     node.on('close', (_removed, done) => {
-      service.engine.off('event', onEvent);
+      events.off('event', onEvent);
       done();
     });
 
@@ -67,7 +69,7 @@ export = function (RED: NodeAPI) {
     function target(value: unknown): string {
       if (typeof value === 'string' && value.trim()) return value.trim();
       if (value && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string') return (value as { id: string }).id;
-      const open = service.engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted');
+      const open = service().engine.list().filter((r) => staged(r) && r.state !== 'finished' && r.state !== 'aborted');
       if (open.length === 1) return open[0].id;
       throw new OtaError('bad_field', open.length ? 'several rollouts are open: name one with msg.rollout (its id)' : 'no rollout is open: create one with msg.rollout (a plan)', 'rollout');
     }
@@ -79,13 +81,13 @@ export = function (RED: NodeAPI) {
         throw new OtaError('bad_action', `msg.action is one of ${ACTIONS.join(', ')} (create when msg.rollout is a plan)`, 'action');
       }
       if (action === 'create') {
-        shown = (await service.create(msg.rollout)).id;
+        shown = (await service().create(msg.rollout)).id;
         return undefined;
       }
       const id = target(msg.rollout);
       shown = id;
-      if (action === 'status') return { ...msg, topic: 'status', payload: service.view(service.engine.get(id)) };
-      await service.act(id, action);
+      if (action === 'status') return { ...msg, topic: 'status', payload: service().view(service().engine.get(id)) };
+      await service().act(id, action);
       return undefined;
     }
 

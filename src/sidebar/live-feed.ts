@@ -1,7 +1,7 @@
 import type { OtaRepository } from '../core/repository';
 import type { DeviceChange } from '../core/devices';
 import { trackerFor } from '../core/device-updates/tracker';
-import { rolloutsFor } from '../core/rollouts/service';
+import { rolloutEvents, rolloutsFor } from '../core/rollouts/service';
 import { DeviceRow, deviceRow } from './rows';
 
 // What the editor's OTA sidebar hears live from one repository, coalesced: at most one message
@@ -53,7 +53,7 @@ export class LiveFeed {
     tracker.on('progress', this.onProgress);
     tracker.on('unassigned', this.onUnassigned);
     repo.devices.on('change', this.onDevice);
-    rolloutsFor(repo).engine.on('event', this.onRollout);
+    rolloutEvents(repo).on('event', this.onRollout);
     // Firmware stored by a flow node or deleted, a rollout's counts after its devices moved: cheap
     // to compare (the lists are short), and only a difference is sent.
     this.listTimer = setInterval(() => this.markLists(), options.listCheckMs ?? 1000);
@@ -67,7 +67,7 @@ export class LiveFeed {
     tracker.off('progress', this.onProgress);
     tracker.off('unassigned', this.onUnassigned);
     this.repo.devices.off('change', this.onDevice);
-    rolloutsFor(this.repo).engine.off('event', this.onRollout);
+    rolloutEvents(this.repo).off('event', this.onRollout);
     if (this.timer) clearTimeout(this.timer);
     if (this.listTimer) clearInterval(this.listTimer);
     this.timer = undefined;

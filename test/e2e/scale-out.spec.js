@@ -11,7 +11,7 @@
 //     ("N chunks served", read through a status node into an HTTP route of the flow) says.
 //     The driver heard of every update (its assignment rollouts finish), whichever instance
 //     each report reached.
-//  2. (opt-in, SCALE_E2E_TAKEOVER=1, until it passes) A staged rollout; the Node-RED holding the driver lease (ota_leases) is killed -9 in the
+//  2. A staged rollout; the Node-RED holding the driver lease (ota_leases) is killed -9 in the
 //     middle: another holds the lease within 10 s, every device finishes, and no device gets a
 //     notice twice (notices counted on mosquitto, per device).
 const assert = require('assert');
@@ -255,10 +255,7 @@ describe(`end to end: three Node-REDs on one PostgreSQL and one mosquitto, two g
     }, 20_000, 'the assignments finished on the driver');
   });
 
-  // Opt-in until it passes (SCALE_E2E_TAKEOVER=1): after the takeover some devices of the staged
-  // rollout end cancelled ("assignment changed outside the rollout") and the rollout pauses.
-  const pending = process.env.SCALE_E2E_TAKEOVER ? it : it.skip;
-  pending('survives a kill -9 of the driving instance in the middle of a staged rollout: lease moved within 10 s, every device updated, no notice twice', async () => {
+  it('survives a kill -9 of the driving instance in the middle of a staged rollout: lease moved within 10 s, every device updated, no notice twice', async () => {
     const versions = { demo: '1.2.0', 'demo-patch': '1.0.2' };
     const notices = noticeCounter(mosquitto.url, Object.values(versions));
     stops.push(() => notices.stop());

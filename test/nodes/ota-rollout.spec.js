@@ -6,6 +6,7 @@ const { imageOf, tempDir } = require('../support/images');
 const progressParser = require('../../dist/nodes/progress-parser.js');
 const otaRollout = require('../../dist/nodes/ota-rollout.js');
 const { trackerFor } = require('../../dist/core/device-updates/tracker');
+const { dropRollouts, rolloutsFor } = require('../../dist/core/rollouts/service');
 
 describe('ota-rollout node', () => {
   let dir, repo, fw, out, notified;
@@ -75,6 +76,25 @@ describe('ota-rollout node', () => {
     ro.receive({ action: 'abort', rollout: st.payload.id });
     await tick();
     assert.strictEqual(out.at(-1).topic, 'aborted');
+  });
+
+  it('follows the rollouts when its Node-RED takes the driver lease (a new rollout service): events out, actions in', async () => {
+    // On a shared database an instance that takes over builds its rollout service afresh from
+    // what the last driver wrote (storage/driving.ts); the node deployed before must follow it.
+    const ro = helper.getNode('ro');
+    ro.receive({ rollout: { firmware: fw.id, targets: { tag: 'fleet' }, plan: { groups: [{ count: 2 }, {}] }, start: true } });
+    await tick();
+    const before = rolloutsFor(repo);
+    await dropRollouts(repo);
+    rolloutsFor(repo).start();
+    assert.notStrictEqual(rolloutsFor(repo), before);
+    for (const d of ['d00', 'd01']) report(d, 'updated');
+    await tick();
+    assert.deepStrictEqual(types().slice(-2), ['group-succeeded', 'group-started']);
+    ro.receive({ action: 'pause' });
+    await tick();
+    assert.strictEqual(out.at(-1).topic, 'paused');
+    assert.strictEqual(rolloutsFor(repo).list().find((r) => r.kind !== 'assignment').state, 'paused');
   });
 
   it('leaves assignments out: no event of theirs, and an action without an id still finds the one staged rollout', async () => {

@@ -649,7 +649,18 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (!due.length) return;
     const ids = due.map((e) => e.device);
     // Intent first: once this returns, a restart never sends these notices again.
-    this.store.released(r.id, ids, now);
+    try {
+      this.store.released(r.id, ids, now);
+    } catch (err) {
+      // Not written, so not sent: they wait again, and the rollout waits for someone to resume it
+      // (a timer's or a report's call must not throw: it would take Node-RED down).
+      for (const e of due) {
+        this.setPhase(l, e, 'waiting');
+        delete e.notifyAt;
+      }
+      this.pause(l, 'storage', `the release of ${ids.length} device(s) could not be written (${(err as Error).message}): nothing was sent; resume once the storage is back`);
+      return;
+    }
     for (const e of due) {
       this.setPhase(l, e, 'released');
       e.releasedAt = now;

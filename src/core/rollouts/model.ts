@@ -4,7 +4,8 @@ import type { DialectName } from '../types';
 // Plain data, serialisable as is: the engine persists it and the admin API shows it.
 
 export type RolloutState = 'draft' | 'scheduled' | 'running' | 'paused' | 'finished' | 'aborted';
-export type PauseReason = 'threshold' | 'manual' | 'schedule';
+/** Why a rollout paused; `storage`: a release could not be written (the database away), nothing was sent. */
+export type PauseReason = 'threshold' | 'manual' | 'schedule' | 'storage';
 export type GroupState = 'pending' | 'running' | 'succeeded' | 'failed';
 
 /**

@@ -1,7 +1,8 @@
+import { EventEmitter } from 'events';
 import type { OtaRepository } from '../repository';
 import { DeviceRecord, FirmwareRecord, OtaError, PresenceEvent } from '../types';
 import { trackerFor } from '../device-updates/tracker';
-import { ACTIONS, Action, RolloutEngine } from './engine';
+import { ACTIONS, Action, RolloutEngine, RolloutEngineEvents } from './engine';
 import type { Counts, Rollout } from './model';
 import { objectAt, parsePlan, parseTargets } from './plan';
 import { Clock, TargetDevice, systemClock } from './ports';
@@ -24,23 +25,74 @@ export interface RolloutView extends Omit<Rollout, 'devices'> {
 /** How long a takeover waits for a reaction to a notice the last driver may not have sent. */
 const IN_DOUBT_MS = 3000;
 
+/**
+ * What outlives a repository's rollout service, which is built anew when its instance takes the
+ * driver lease (storage/driving.ts): the engine's events relayed (an ota-rollout node or the
+ * sidebar listens here, not to one engine), the ota-gateways attached and the devices that
+ * connected through them, and the Sming notice gate they ask (it asks the current engine).
+ */
+class RolloutHub extends EventEmitter<RolloutEngineEvents> {
+  private gateways = 0;
+  /** Devices that connected through an ota-gateway since one was attached. */
+  private readonly gatedDevices = new Set<string>();
+  readonly noticeGate: { released(device: string): boolean };
+
+  constructor(repo: OtaRepository) {
+    super();
+    this.setMaxListeners(0);
+    this.noticeGate = { released: (device) => rolloutsFor(repo).engine.noticeReleased(device) };
+    repo.on('presence', (ev: PresenceEvent) => {
+      // Registered devices only (the gateway authenticates them): the set stays as small as the fleet.
+      if (ev?.event === 'connect' && typeof ev.device === 'string' && this.gateways > 0 && repo.devices.get(ev.device)) this.gatedDevices.add(ev.device);
+    });
+  }
+
+  /** An ota-gateway that asks noticeGate is deployed; call the answer when it closes. */
+  attachGateway(): () => void {
+    this.gateways += 1;
+    let attached = true;
+    return () => {
+      if (!attached) return;
+      attached = false;
+      this.gateways -= 1;
+      if (this.gateways === 0) this.gatedDevices.clear();
+    };
+  }
+
+  /** Whether the device's notices pass an ota-gateway that can withhold them. */
+  gated(device: string): boolean {
+    return this.gateways > 0 && this.gatedDevices.has(device);
+  }
+}
+
+const hubs = new WeakMap<OtaRepository, RolloutHub>();
+
+function hubOf(repo: OtaRepository): RolloutHub {
+  let hub = hubs.get(repo);
+  if (!hub) {
+    hub = new RolloutHub(repo);
+    hubs.set(repo, hub);
+  }
+  return hub;
+}
+
+/** The repository's rollout events, whichever engine drives now (listen here, not to an engine). */
+export function rolloutEvents(repo: OtaRepository): EventEmitter<RolloutEngineEvents> {
+  return hubOf(repo);
+}
+
 export class RolloutService {
   readonly engine: RolloutEngine;
+  private readonly hub: RolloutHub;
   private started = false;
   /** Every change of a device state, by any path (an ota-assign msg writes the store directly, with no progress event). */
   private readonly onChanged = (device: string) => this.engine.deviceChanged(device);
   private readonly onPresence = (ev: PresenceEvent) => {
     if (!ev || typeof ev.device !== 'string') return;
-    // Registered devices only (the gateway authenticates them): the set stays as small as the fleet.
-    if (ev.event === 'connect' && this.gateways > 0 && this.repo.devices.get(ev.device)) this.gatedDevices.add(ev.device);
     this.engine.presence(ev.device, ev.event);
   };
-  /** ota-gateway nodes of this repository that hold Sming's shared notice back (attachGateway). */
-  private gateways = 0;
-  /** Devices that connected through one of them since start. */
-  private readonly gatedDevices = new Set<string>();
   /** What an ota-gateway asks before it delivers a Sming notice (src/gateway/notice-gate.ts). */
-  readonly noticeGate = { released: (device: string): boolean => this.engine.noticeReleased(device) };
+  readonly noticeGate: { released(device: string): boolean };
 
   constructor(private readonly repo: OtaRepository, clock: Clock = systemClock) {
     const tracker = trackerFor(repo);
@@ -48,6 +100,9 @@ export class RolloutService {
     // device still silent 3 s after a takeover never had the notice the last driver released.
     const inDoubtMs = repo.backend ? IN_DOUBT_MS : undefined;
     this.engine = new RolloutEngine(new RepositoryEffects(repo, tracker), repo.rolloutPersistence(), clock, { inDoubtMs });
+    this.hub = hubOf(repo);
+    this.noticeGate = this.hub.noticeGate;
+    this.engine.on('event', (event) => this.hub.emit('event', event));
     // A rollout's firmware stays in the catalogue until the rollout is over (its devices would
     // otherwise all end cancelled, with nothing to send them).
     repo.firmwareGuards.push(this.guard);
@@ -84,14 +139,7 @@ export class RolloutService {
 
   /** An ota-gateway that asks noticeGate is deployed; call the answer when it closes. */
   attachGateway(): () => void {
-    this.gateways += 1;
-    let attached = true;
-    return () => {
-      if (!attached) return;
-      attached = false;
-      this.gateways -= 1;
-      if (this.gateways === 0) this.gatedDevices.clear();
-    };
+    return this.hub.attachGateway();
   }
 
   view(r: Rollout, withDevices = false): RolloutView {
@@ -114,7 +162,7 @@ export class RolloutService {
     const targets = parseTargets(o.targets);
     const plan = parsePlan(o.plan);
     const devices = this.resolve(targets, firmware);
-    const gated = (id: string) => this.gateways > 0 && this.gatedDevices.has(id);
+    const gated = (id: string) => this.hub.gated(id);
     const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices, gated });
     if (o.start === true) this.engine.act(r.id, 'start');
     await this.engine.persist();

@@ -483,6 +483,29 @@ describe('rollout engine', () => {
       assert.deepStrictEqual(fleet.notified, ['d0000'], 'once');
     });
 
+    it('a release that cannot be written sends nothing and pauses the rollout (reason storage), and never throws', () => {
+      // The release journal on PostgreSQL: the database away, or slower than 2 s. The call came
+      // from a timer or a device's report: a throw would take Node-RED down.
+      const r = create({ groups: [{ count: 2 }, {}], rate: { perMinute: 2 } }, ids(6));
+      engine.act(r.id, 'start');
+      assert.deepStrictEqual(fleet.notified, ['d0000', 'd0001']);
+      fleet.report('d0000', 'updated');
+      fleet.report('d0001', 'updated');
+      const released = store.released.bind(store);
+      store.released = () => {
+        throw new Error('the release journal write to PostgreSQL took over 2 s');
+      };
+      assert.doesNotThrow(() => clock.tick(MIN));
+      assert.deepStrictEqual(fleet.notified, ['d0000', 'd0001'], 'nothing sent');
+      assert.deepStrictEqual([r.state, r.reason], ['paused', 'storage']);
+      assert.match(r.detail, /could not be written .*took over 2 s.*nothing was sent/);
+      assert.ok(r.devices.filter((e) => e.group === 1).every((e) => e.phase === 'waiting'));
+      store.released = released;
+      engine.act(r.id, 'resume');
+      clock.tick(MIN);
+      assert.deepStrictEqual(fleet.notified.length, 4, 'released once resumed');
+    });
+
     it('restarting on files (no inDoubtMs) sends nothing again: silence while Node-RED was down proves nothing', async () => {
       const r = create({ groups: [{ count: 3 }, {}], maxConcurrent: 3 }, ids(6));
       engine.act(r.id, 'start');
