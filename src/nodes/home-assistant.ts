@@ -34,15 +34,55 @@ function packageVersion(): string | undefined {
   }
 }
 
+type Stop = (done: () => void) => void;
+
+const enabled = (def: HomeAssistantDef) => def.haEnabled === true || def.haEnabled === 'true';
+
+/**
+ * Runs the bridge where the fleet is driven: always on files; on a shared database on the
+ * holder of the driver lease only, moving with it. One bridge per fleet: with one per Node-RED
+ * every entity was published by each, and an Install taken by each. Returns what stops it.
+ */
+export function runHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository, def: HomeAssistantDef): Stop | undefined {
+  if (!enabled(def)) return undefined;
+  if (!repo.backend) return startHomeAssistant(RED, node, repo, def);
+  let stop: Stop | undefined;
+  let change = Promise.resolve();
+  const onDriving = (driving: boolean) => {
+    change = change.then(() => new Promise<void>((resolve) => {
+      if (driving && !stop) {
+        stop = startHomeAssistant(RED, node, repo, def);
+        resolve();
+      } else if (!driving && stop) {
+        const s = stop;
+        stop = undefined;
+        s(resolve);
+      } else resolve();
+    }));
+  };
+  repo.on('driving', onDriving);
+  if (repo.isDriver) onDriving(true);
+  return (done) => {
+    repo.off('driving', onDriving);
+    void change.then(() => {
+      const s = stop;
+      stop = undefined;
+      if (s) s(done);
+      else done();
+    });
+  };
+}
+
 /** Starts the bridge when the repository opts in; returns what stops it (undefined: off or not startable). */
-export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository, def: HomeAssistantDef): ((done: () => void) => void) | undefined {
-  if (!(def.haEnabled === true || def.haEnabled === 'true')) return undefined;
+export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository, def: HomeAssistantDef): Stop | undefined {
+  if (!enabled(def)) return undefined;
   if (running.has(repo)) {
     node.warn(RED._('ota-repository.warn.haShared'));
     return undefined;
   }
   let bridge: HomeAssistantBridge;
   let client: mqtt.MqttClient;
+  let stopped = false;
   try {
     const settings = haSettings({ prefix: def.haPrefix, base: def.haBase, presence: def.haPresence });
     const broker = def.haBroker ? (RED.nodes.getNode(def.haBroker) as MqttBrokerConfigNode | null) : null;
@@ -72,6 +112,9 @@ export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository
     let cleanup: ReturnType<typeof setTimeout> | undefined;
     client.on('connect', () => {
       client.subscribe(bridge.commandFilter, { qos: 1 });
+      // Another Node-RED's bridge that held the driver lease before may say offline late (its
+      // last will, once the broker notices it died): online again, while this one runs.
+      client.subscribe(bridge.bridgeTopic, { qos: 1 });
       // For a few seconds, our retained configs: those of devices deleted while we were away go.
       client.subscribe(bridge.configFilter, { qos: 1 });
       clearTimeout(cleanup);
@@ -82,6 +125,10 @@ export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository
     });
     client.on('close', () => clearTimeout(cleanup));
     client.on('message', (topic, payload, packet) => {
+      if (topic === bridge.bridgeTopic) {
+        if (!stopped && payload.toString() === 'offline') client.publish(bridge.bridgeTopic, 'online', { qos: 1, retain: true });
+        return;
+      }
       if (packet.retain) bridge.retainedConfig(topic, payload);
       bridge.command(topic, payload, packet.retain);
     });
@@ -92,7 +139,6 @@ export function startHomeAssistant(RED: NodeAPI, node: Node, repo: OtaRepository
     node.error(`Home Assistant: ${(err as Error).message}`);
     return undefined;
   }
-  let stopped = false;
   return (done) => {
     if (stopped) return;
     stopped = true;

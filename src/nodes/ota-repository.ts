@@ -10,7 +10,7 @@ import { deliveryFor } from '../core/chunking';
 import { NodeAPI, Node, HttpRequest, HttpResponse, removeRoutes } from './red';
 import { defaultPublicUrl } from './public-url';
 import { attachAdminApi, installAdminApiFallback } from './admin-api';
-import { startHomeAssistant } from './home-assistant';
+import { runHomeAssistant } from './home-assistant';
 
 // The OTA repository config node: owns the catalogue, blobs, device list and rollout state in one
 // storage directory, and the signed download route on RED.httpNode. Flow nodes register with it
@@ -118,8 +118,9 @@ export = function (RED: NodeAPI) {
     }
 
     const detachAdminApi = attachAdminApi(RED, node);
-    // Opt-in: Home Assistant update entities for the devices (src/nodes/home-assistant.ts).
-    const stopHomeAssistant = startHomeAssistant(RED, node, node.repo, config);
+    // Opt-in: Home Assistant update entities for the devices (src/nodes/home-assistant.ts), from
+    // the driving Node-RED when several share a database.
+    const stopHomeAssistant = runHomeAssistant(RED, node, node.repo, config);
 
     node.on('close', (_removed, closed) => {
       // The Home Assistant bridge says offline and disconnects first.

@@ -64,10 +64,10 @@ function instanceFlow({ brokerUrl, publicUrl }) {
 }
 
 /** `ota-gateway` from bin/, device list from PostgreSQL; resolves once it listens. */
-async function startGateway(upstream, postgresUrl) {
+async function startGateway(upstream, postgresUrl, name) {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'ota-gateway.js'), '--listen', `127.0.0.1:${port}`, '--upstream', upstream, '--quiet'], {
-    env: { ...process.env, OTA_POSTGRES_URL: postgresUrl },
+    env: { ...process.env, OTA_POSTGRES_URL: postgresUrl, PGAPPNAME: name },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -145,14 +145,15 @@ describe(`end to end: three Node-REDs on one PostgreSQL and one mosquitto, two g
       const flows = instanceFlow({ brokerUrl: mosquitto.url, publicUrl: balancer.url });
       const repo = flows.find((n) => n.type === 'ota-repository');
       fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify({ [repo.id]: { postgresUrl } }));
-      const red = await startNodeRed({ userDir, port: ports[i], flows, settings: { credentialSecret: false } });
+      // PGAPPNAME names it in the cluster's log (OTA_PG_LOG, test/support/postgres.js).
+      const red = await startNodeRed({ userDir, port: ports[i], flows, settings: { credentialSecret: false }, env: { PGAPPNAME: `red${i}` } });
       stops.push(() => red.stop());
       reds.push(red);
     }
     apis = reds.map((r) => new AdminApi(r.url));
     const gateways = [];
     for (let i = 0; i < 2; i++) {
-      const g = await startGateway(mosquitto.url, postgresUrl);
+      const g = await startGateway(mosquitto.url, postgresUrl, `gw${i}`);
       stops.push(() => g.stop());
       gateways.push(g);
     }

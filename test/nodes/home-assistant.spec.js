@@ -10,6 +10,8 @@ const { tempDir } = require('../support/images');
 const { catalogues, translated } = require('../support/i18n');
 const { startAedes } = require('../../scripts/servers');
 const mqttNodes = require('@node-red/nodes/core/network/10-mqtt.js');
+const { OtaRepository } = require('../../dist/core/repository');
+const { startPostgres } = require('../support/postgres');
 
 describe('ota-repository: Home Assistant opt-in', function () {
   this.timeout(20000);
@@ -83,5 +85,34 @@ describe('ota-repository: Home Assistant opt-in', function () {
     await until('the ghost removed', () => seen.some((m) => m.topic === 'homeassistant/update/mqtt-ota/ghost/config' && m.payload === ''));
     await helper.unload();
     await until('offline', () => seen.filter((m) => m.topic === 'mqtt-ota/bridge/availability').at(-1).payload === 'offline');
+  });
+
+  it('on a shared database runs on the driving Node-RED only, moves with the lease, and stays online', async function () {
+    // Two Node-REDs on one PostgreSQL with Home Assistant on in both published every entity
+    // twice and took each Install twice. Here the other instance drives first.
+    const cluster = await startPostgres();
+    if (!cluster) this.skip();
+    const other = { dir: tempDir('ha-other-') };
+    try {
+      const url = await cluster.createDatabase();
+      other.repo = new OtaRepository({ dir: other.dir, storage: { kind: 'postgres', connectionString: url } });
+      await other.repo.ready;
+      await until('the other instance driving', () => other.repo.isDriver);
+      const availability = () => seen.filter((m) => m.topic === 'mqtt-ota/bridge/availability').map((m) => m.payload);
+      await helper.load([repository, mqttNodes, nodes.catch], flow({ haEnabled: true, haBroker: 'b1', backend: 'postgres' }), { r1: { postgresUrl: url } });
+      await helper.getNode('r1').repo.ready;
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.deepStrictEqual(availability(), [], 'nothing from an instance that does not drive');
+      await other.repo.close(); // hands the lease back
+      await until('online on the new driver', () => availability().at(-1) === 'online');
+      // The last will of the instance that drove before, arriving late: online again at once.
+      await watcher.publishAsync('mqtt-ota/bridge/availability', 'offline', { qos: 1, retain: true });
+      await until('online again', () => availability().at(-1) === 'online' && availability().length >= 3);
+    } finally {
+      await other.repo?.close();
+      await helper.unload();
+      await cluster.stop();
+      fs.rmSync(other.dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,6 +3,10 @@
 // password authentication, removed (with its server stopped) in stop(). initdb and the server
 // refuse to run as root, and CI runs as root: there they run as the `postgres` user, which owns
 // the directory. Returns null with the reason when PostgreSQL is not installed.
+//
+// OTA_PG_LOG=<dir>: the cluster logs every write with its parameters, each line naming the client
+// (PGAPPNAME: the scale-out e2e names its Node-REDs red0.. and gateways gw0..), and the log is
+// kept in <dir> when the cluster stops. How the races between instances were found.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
@@ -64,11 +68,17 @@ async function startPostgres() {
       }
       started = false;
     }
+    const keep = process.env.OTA_PG_LOG;
+    if (keep && fs.existsSync(path.join(dir, 'log'))) {
+      fs.mkdirSync(keep, { recursive: true });
+      fs.copyFileSync(path.join(dir, 'log'), path.join(keep, `postgres-${process.pid}-${Date.now()}.log`));
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
     run('initdb', ['-D', data, '-U', 'ota', '--pwfile', pwfile, '--auth', 'md5', '-E', 'UTF8', '--no-sync']);
-    const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=60`;
+    const logWrites = process.env.OTA_PG_LOG ? ' -c log_statement=mod -c log_line_prefix=%m:%a:' : '';
+    const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=60${logWrites}`;
     started = true;
     run('pg_ctl', ['-D', data, '-o', opts, '-l', path.join(dir, 'log'), '-w', '-t', '30', 'start']);
   } catch (err) {
