@@ -147,6 +147,15 @@ export class OtaRepository extends EventEmitter {
     return this.backend ? this.backend.isDriver : true;
   }
 
+  /**
+   * A device's state as the database holds it now (shared backend; on files memory is the truth):
+   * what another instance assigned a moment ago may not have reached this one yet. Undefined
+   * when there is nothing to read (files).
+   */
+  refreshState(device: string): Promise<void> | undefined {
+    return this.backend?.refreshStates([device]);
+  }
+
   /** Where the rollouts and their release journal are kept. */
   rolloutPersistence(): RolloutPersistence {
     return this.backend ? this.backend.rollouts() : new FileRolloutPersistence(this.dir);

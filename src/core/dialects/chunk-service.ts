@@ -37,7 +37,7 @@ export class ChunkService {
   private readonly dialects: Dialect[];
 
   constructor(
-    private readonly repo: Pick<OtaRepository, 'devices' | 'firmware' | 'rollout'>,
+    private readonly repo: Pick<OtaRepository, 'devices' | 'firmware' | 'rollout' | 'refreshState'>,
     private readonly delivery: Delivery,
     private readonly config: ChunkServiceConfig,
   ) {
@@ -72,6 +72,18 @@ export class ChunkService {
     if (!this.repo.devices.get(req.device)) {
       return this.fail(dialect, req.device, new OtaError('unknown_device', `unknown device ${req.device}: register it in the OTA repository`), options);
     }
+    // The request names no firmware: the device's assignment says which. One this instance does
+    // not know to be under way may be stale (several Node-REDs: another assigned it a moment ago,
+    // and its notification is still on the way): read it again before answering. Found end to end:
+    // chunks of the previous image in a TagoIO device's new one (TagoIO carries no checksum).
+    const s = this.repo.rollout.get(req.device);
+    const fresh = s?.firmware && (s.state === 'notified' || s.state === 'downloading') ? undefined : this.repo.refreshState(req.device);
+    if (!fresh) return this.answer(dialect, req, options);
+    const answer = () => this.answer(dialect, req, options);
+    return fresh.then(answer, answer);
+  }
+
+  private answer(dialect: Dialect, req: ChunkRequest, options: DialectOptions): ChunkResult | Promise<ChunkResult> {
     const tb = dialect.name === 'thingsboard';
     let session: Session | undefined;
     let record: FirmwareRecord | undefined;

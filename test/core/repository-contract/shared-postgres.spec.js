@@ -9,6 +9,9 @@ const { makeBackends } = require('./backends');
 const { imageOf } = require('../../support/images');
 const { eventually } = require('../../support/eventually');
 const { trackerFor } = require('../../../dist/core/device-updates/tracker');
+const { ChunkService } = require('../../../dist/core/dialects/chunk-service');
+const { deliveryFor } = require('../../../dist/core/chunking');
+const { optionsFromSettings } = require('../../../dist/core/dialects/options');
 
 const pg = makeBackends().find((b) => b.name === 'postgres');
 
@@ -140,6 +143,30 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
       await eventually(() => (seen(a) === 'notified 5.0.0' && seen(b) === 'notified 5.0.0') || `a: ${seen(a)}, b: ${seen(b)}`, 2000, 'the new assignment on both');
     });
   }
+
+  it("a device's first chunk request, reaching an instance before its new assignment does, gets the new image", async () => {
+    // Seen end to end: a device updated to 4.0.0 is assigned 5.0.0 on a; its first chunk request
+    // reaches b before a's notification, and b answered from 4.0.0 (ThingsBoard and TagoIO
+    // requests name no firmware; TagoIO carries no checksum: the device installed a mix).
+    const a = await instance();
+    const b = await instance();
+    const v4image = imageOf(4096, 8);
+    const v5image = imageOf(4096, 9);
+    const { record: v4 } = await a.firmware.store({ image: v4image, title: 'blink', version: '4.0.0' });
+    const { record: v5 } = await a.firmware.store({ image: v5image, title: 'blink', version: '5.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'thingsboard' });
+    a.rollout.assign('d1', 'thingsboard', v4);
+    a.rollout.apply({ device: 'd1', dialect: 'thingsboard', state: 'updated', title: 'blink', version: '4.0.0', at: new Date().toISOString() });
+    await a.flush();
+    await eventually(() => (b.rollout.get('d1')?.state === 'updated' && b.firmware.get(v5.id) !== undefined) || 'not yet', 2000, 'v4 updated on b');
+    const onB = new ChunkService(b, deliveryFor(b, (r) => b.firmware.read(r)), { dialects: ['thingsboard'], options: optionsFromSettings({ prefix: 'ota/{device}/' }) });
+    a.on('command', () => undefined); // an ota-assign node listens: the notice goes out
+    trackerFor(a).assign(v5, [a.devices.get('d1')]);
+    // The same tick: b has not heard of it.
+    assert.strictEqual(b.rollout.get('d1').firmware, v4.id);
+    const result = await onB.handle('ota/d1/v2/fw/request/7/chunk/0', '1024');
+    assert.deepStrictEqual(result.replies[0].payload, v5image.subarray(0, 1024));
+  });
 
   it('two instances writing the same devices at once, in opposite orders, never deadlock', async () => {
     // Seen end to end under load: a batch of one instance and a batch of another each held a row

@@ -34,6 +34,13 @@ const NOTIFY_BYTES = 7000;
 /** Rows per statement in a batched write. */
 const BATCH_ROWS = 1000;
 const KINDS = { device: 'd', state: 's', firmware: 'f', rollout: 'r' } as const;
+/** How a changed key of each kind is read again. */
+const REREAD = {
+  device: 'SELECT id AS key, doc FROM ota_devices WHERE id = ANY($1)',
+  state: 'SELECT device AS key, doc FROM ota_device_states WHERE device = ANY($1)',
+  firmware: 'SELECT id AS key, doc FROM ota_firmware WHERE id = ANY($1)',
+  rollout: 'SELECT id AS key, doc FROM ota_rollouts WHERE id = ANY($1)',
+} as const;
 type Kind = keyof typeof KINDS;
 type Query = { query: Pool['query'] };
 
@@ -448,25 +455,34 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     try {
       const kind = (Object.keys(KINDS) as Kind[]).find((k) => KINDS[k] === note.k);
       if (!kind) return;
-      const sql = {
-        device: 'SELECT id AS key, doc FROM ota_devices WHERE id = ANY($1)',
-        state: 'SELECT device AS key, doc FROM ota_device_states WHERE device = ANY($1)',
-        firmware: 'SELECT id AS key, doc FROM ota_firmware WHERE id = ANY($1)',
-        rollout: 'SELECT id AS key, doc FROM ota_rollouts WHERE id = ANY($1)',
-      }[kind];
-      const { rows } = await this.pool.query<{ key: string; doc: never }>(sql, [ids]);
-      const found = new Map(rows.map((r) => [r.key, r.doc]));
-      for (const id of ids) {
-        // A state this instance changed and has not written yet is newer than the row.
-        if (kind === 'state' && this.stateWrites.has(id)) {
-          this.recheck.add(id);
-          continue;
-        }
-        this.following.onChange({ kind, id, record: found.get(id) ?? null } as RemoteChange);
-      }
+      await this.reread(kind, ids);
     } catch (err) {
       this.fail(err as Error);
     }
+  }
+
+  private async reread(kind: Kind, ids: string[]): Promise<void> {
+    const { rows } = await this.pool.query<{ key: string; doc: never }>(REREAD[kind], [ids]);
+    const found = new Map(rows.map((r) => [r.key, r.doc]));
+    for (const id of ids) {
+      if (!this.following) return;
+      // A state this instance changed and has not written yet is newer than the row.
+      if (kind === 'state' && this.stateWrites.has(id)) {
+        this.recheck.add(id);
+        continue;
+      }
+      this.following.onChange({ kind, id, record: found.get(id) ?? null } as RemoteChange);
+    }
+  }
+
+  /**
+   * Reads these devices' states again now, without waiting for a notification: a device's first
+   * chunk request can reach this instance before the NOTIFY of the assignment another instance
+   * made a moment ago (chunk-service.ts), and must not be answered from its previous one.
+   */
+  async refreshStates(ids: string[]): Promise<void> {
+    if (this.held || !this.following || this.closed) return;
+    await this.reread('state', ids);
   }
 
   lead(onDriving: (driving: boolean) => void): void {
