@@ -282,7 +282,15 @@ describe(`end to end: three Node-REDs on one PostgreSQL and one mosquitto, two g
     const countable = total - smingCount; // Sming devices of one app share one retained notice topic
     const noticed = () => [...notices.counts.values()].reduce((a, b) => a + b, 0);
     const status = async () => (await Promise.all(rollouts.map((r) => driver.call('GET', `/ota/rollouts/${r.id}`)))).map((r) => `${r.state} ${JSON.stringify(r.groupCounts)}`).join('; ');
-    const stuck = async (api = driver) => JSON.stringify((await api.rollout()).devices.filter((x) => !['updated', 'idle'].includes(x.state) && x.target?.version !== x.current?.version).map((x) => [x.device, x.state, x.current?.version, x.target?.version]));
+    // What the repository says of the devices not done, and what those devices say of themselves.
+    const stuck = async (api = driver) => {
+      const open = (await api.rollout()).devices.filter((x) => !['updated', 'idle'].includes(x.state) && x.target?.version !== x.current?.version);
+      const sims = new Map(devices().map((d) => [d.id, d]));
+      return JSON.stringify(open.map((x) => {
+        const d = sims.get(x.device);
+        return [x.device, x.state, x.current?.version, x.target?.version, d && { state: d.state, version: d.version, attempts: d.attempts, error: d.lastError, history: d.history.slice(-6).map((h) => `${h.state}@${new Date(h.at).toISOString().slice(17, 23)}`) }];
+      }));
+    };
     // In the middle: the first group's notices are out (the later groups wait for it).
     await eventually(async () => noticed() >= Math.ceil(countable / 5) || `${noticed()} noticed; ${await status()} ${await stuck()}`, 30_000 + DEVICES * 500, 'the first group noticed');
     const before = noticed();

@@ -168,6 +168,31 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     assert.deepStrictEqual(result.replies[0].payload, v5image.subarray(0, 1024));
   });
 
+  it('an instance busy writing a device\'s reports still takes its new assignment from another', async () => {
+    // Seen end to end: b kept recording a Tencent device's reports (its own unwritten state won
+    // over the row) under the previous assignment for 30 s, and its ota-assign sent the device
+    // the previous image again each time the device reported the new version.
+    const a = await instance();
+    const b = await instance();
+    const { record: v4 } = await a.firmware.store({ image: imageOf(2000, 8), title: 'blink', version: '4.0.0' });
+    const { record: v5 } = await a.firmware.store({ image: imageOf(2000, 9), title: 'blink', version: '5.0.0' });
+    await a.devices.register({ id: 'd1', dialect: 'tencent', attributes: { product: 'P1' } });
+    a.rollout.assign('d1', 'tencent', v4);
+    a.rollout.markNotified('d1');
+    await a.flush();
+    await eventually(() => (b.rollout.get('d1')?.firmware === v4.id && b.firmware.get(v5.id) !== undefined) || 'not yet', 2000, 'v4 on b');
+    let percent = 0;
+    const reports = setInterval(() => b.rollout.apply({ device: 'd1', dialect: 'tencent', state: 'downloading', percent: ++percent % 100, at: new Date().toISOString() }), 4);
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      a.on('command', () => undefined);
+      trackerFor(a).assign(v5, [a.devices.get('d1')]);
+      await eventually(() => b.rollout.get('d1').firmware === v5.id || `b: ${b.rollout.get('d1').firmware}`, 2000, 'the new assignment on b while its reports go on');
+    } finally {
+      clearInterval(reports);
+    }
+  });
+
   it('two instances writing the same devices at once, in opposite orders, never deadlock', async () => {
     // Seen end to end under load: a batch of one instance and a batch of another each held a row
     // the other wanted; PostgreSQL killed one ("deadlock detected") and its states came late.

@@ -50,6 +50,20 @@ interface Note {
   ids: string[];
 }
 
+/**
+ * Whether `row` holds an assignment made after the one `local` knows. Reports are read against the
+ * assignment: an instance that kept its own unwritten state over such a row went on reading a
+ * device's reports against its previous firmware, and (ota-assign answering a version report that
+ * differs from the target) sent the device its previous image again: seen end to end, two
+ * instances sending a Tencent device 1.1.0 and 1.2.0 in turn.
+ */
+function newerAssignment(row: unknown, local: unknown): boolean {
+  const r = row as Partial<DeviceState> | null | undefined;
+  const l = local as Partial<DeviceState> | null | undefined;
+  // An unassignment keeps the assignedAt of the assignment it ended: not undone by that one's row.
+  return !!r?.firmware && (r.assignedAt ?? '') > (l?.assignedAt ?? '');
+}
+
 /** Byte order, as `COLLATE "C"` sorts (ids are ASCII): the one order every instance locks rows in. */
 const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -272,7 +286,11 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     });
     // The database kept more than this instance wrote (state-merge.ts): take that here too,
     // unless a newer change of the device is waiting to be written (it is merged in turn).
-    for (const r of merged) if (!this.stateWrites.hasPending(r.device)) this.following?.onChange({ kind: 'state', id: r.device, record: r.doc } as RemoteChange);
+    for (const r of merged) {
+      if (!this.stateWrites.hasPending(r.device) || newerAssignment(r.doc, this.stateWrites.latest(r.device))) {
+        this.following?.onChange({ kind: 'state', id: r.device, record: r.doc } as RemoteChange);
+      }
+    }
     // Changes other instances announced while this write was pending or under way: read again
     // now that it is in (the rows hold both).
     const again = [...this.recheck].filter((id) => !this.stateWrites.hasPending(id));
@@ -466,8 +484,9 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     const found = new Map(rows.map((r) => [r.key, r.doc]));
     for (const id of ids) {
       if (!this.following) return;
-      // A state this instance changed and has not written yet is newer than the row.
-      if (kind === 'state' && this.stateWrites.has(id)) {
+      // A state this instance changed and has not written yet is newer than the row, unless the
+      // row holds a newer assignment (the instance would go on reading reports against its old one).
+      if (kind === 'state' && this.stateWrites.has(id) && !newerAssignment(found.get(id), this.stateWrites.latest(id))) {
         this.recheck.add(id);
         continue;
       }

@@ -22,6 +22,11 @@ export class WriteBehind<V> {
     return this.pending.has(key) || this.writing.has(key);
   }
 
+  /** The newest value of a key changed here and not yet written (undefined: none). */
+  latest(key: string): V | null | undefined {
+    return this.pending.has(key) ? this.pending.get(key) : this.writing.get(key);
+  }
+
   /** Keys changed here since the write under way began. */
   hasPending(key: string): boolean {
     return this.pending.has(key);
