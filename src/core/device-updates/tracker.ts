@@ -408,7 +408,10 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const dialect = this.repo.devices.get(ev.device)?.dialect ?? record?.dialect;
     if (!dialect) return;
     const event = fromDownload(ev, record, dialect, this.repo.now().toISOString());
-    if (event) this.record(event, 'download');
+    if (!event) return;
+    this.record(event, 'download');
+    // Said before the last byte goes (firmware/download.ts): on record before the device has it all.
+    if (ev.complete) this.repo.rollout.persistNow([ev.device]);
   }
 
   /** When something must happen for this record next: a timeout or a retry. */
