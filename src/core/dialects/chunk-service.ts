@@ -77,7 +77,7 @@ export class ChunkService {
     // and its notification is still on the way): read it again before answering. Found end to end:
     // chunks of the previous image in a TagoIO device's new one (TagoIO carries no checksum).
     const s = this.repo.rollout.get(req.device);
-    const fresh = s?.firmware && (s.state === 'notified' || s.state === 'downloading') ? undefined : this.repo.refreshState(req.device);
+    const fresh = s?.firmware && (s.state === 'assigned' || s.state === 'notified' || s.state === 'downloading') ? undefined : this.repo.refreshState(req.device);
     if (!fresh) return this.answer(dialect, req, options);
     const answer = () => this.answer(dialect, req, options);
     return fresh.then(answer, answer);

@@ -164,6 +164,9 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     }
     this.snapshot = await this.load();
     this.secret = this.snapshot.secret;
+    // The release journal and persistNow() block this thread on their worker: have it ready.
+    this.journal ??= new SyncJournal(this.options.connectionString);
+    this.journal.warm();
     return this.snapshot;
   }
 

@@ -28,6 +28,16 @@ export class SyncJournal {
     this.channel.port1.unref();
   }
 
+  /**
+   * Starts the worker and its connection now, without waiting: the first real write would
+   * otherwise wait for both (over a second on a loaded machine, this thread blocked meanwhile).
+   * Its answer is skipped like a late one.
+   */
+  warm(): void {
+    this.start();
+    this.channel.port1.postMessage({ id: ++this.id, sql: 'SELECT 1', params: [] });
+  }
+
   /** Runs one statement and waits for it; throws when it failed or took over 2 s. */
   query<R = Record<string, unknown>>(sql: string, params: unknown[]): R[] {
     this.start();
