@@ -54,6 +54,9 @@ export function hasReceived(state: DeviceState['state']): boolean {
 
 type CountKey = ProgressState | 'idle';
 
+/** How long durable() waits for the database at most. */
+const DURABLE_CAP_MS = 2000;
+
 export class RolloutStore {
   private readonly states = new Map<string, DeviceState>();
   private readonly doc: JsonDocument<DeviceState[]>;
@@ -107,13 +110,20 @@ export class RolloutStore {
   }
 
   /**
-   * Writes these devices' records before returning, on a shared backend (its persistNow); on
-   * files nothing more is needed (one instance reads its own memory; a restart has the journal).
+   * On a shared backend, resolves once what changed so far is in the database (at most `capMs`
+   * later: a database away must not hold the caller for ever; the writes go on being retried).
+   * Undefined on files: one instance, its memory is the truth, nothing to wait for.
    */
-  persistNow(devices: string[]): void {
-    if (!this.sink?.persistNow) return;
-    const states = devices.map((d) => this.states.get(d)).filter((s): s is DeviceState => s !== undefined);
-    this.sink.persistNow(states);
+  durable(capMs = DURABLE_CAP_MS): Promise<void> | undefined {
+    if (!this.sink?.shared) return undefined;
+    return new Promise<void>((resolve) => {
+      const cap = setTimeout(resolve, capMs);
+      cap.unref?.();
+      this.sink?.flush().then(
+        () => { clearTimeout(cap); resolve(); },
+        () => { clearTimeout(cap); resolve(); },
+      );
+    });
   }
 
   /** A record another instance wrote (null: forgotten); nothing is written back. */

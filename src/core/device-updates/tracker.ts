@@ -196,9 +196,12 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
         const r = this.repo.rollout.markNotified(id);
         if (r) this.emit('progress', normalise(r), r, 'admin');
       }
-      // On a shared database the assignments land before the notices go (storage/backend.ts).
-      this.repo.rollout.persistNow(records.map((r) => r.device));
-      settled = this.command({ action: 'assign', firmware, devices: toNotify });
+      // On a shared database the notices go once the assignments are in it: a report reaching
+      // another instance is read against the assignment, and a driver killed now leaves it on
+      // record. Awaited, never blocking: nothing else waits meanwhile.
+      const durable = this.repo.rollout.durable();
+      const command = { action: 'assign' as const, firmware, devices: toNotify };
+      settled = durable ? durable.then(() => this.command(command)) : this.command(command);
     }
     this.emitSummary();
     return { records: records.map((r) => this.repo.rollout.get(r.device) ?? r), published, settled };
@@ -417,8 +420,6 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const event = fromDownload(ev, record, dialect, this.repo.now().toISOString());
     if (!event) return;
     this.record(event, 'download');
-    // Said before the last byte goes (firmware/download.ts): on record before the device has it all.
-    if (ev.complete) this.repo.rollout.persistNow([ev.device]);
   }
 
   /** When something must happen for this record next: a timeout or a retry. */

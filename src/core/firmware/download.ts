@@ -197,7 +197,12 @@ export function serveDownload(
         if (res.destroyed) return;
         announced = true;
         repo.emit('download', event(true, false, end));
-        res.end(image.subarray(end, end + 1), done);
+        const last = () => {
+          if (!res.destroyed) res.end(image.subarray(end, end + 1), done);
+        };
+        const durable = repo.rollout.durable();
+        if (durable) void durable.then(last);
+        else last();
       });
     },
     () => {

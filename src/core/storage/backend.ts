@@ -65,12 +65,8 @@ export interface StateSink {
   put(state: DeviceState): void;
   remove(device: string): void;
   flush(): Promise<void>;
-  /**
-   * Writes these states before returning (a shared backend: the notices about to go out must
-   * find their assignments in the database, whichever instance the devices' reports reach and
-   * whatever becomes of this one).
-   */
-  persistNow?(states: DeviceState[]): void;
+  /** Shared with other instances: what they must see before a device acts is flushed first (durable()). */
+  readonly shared?: boolean;
 }
 
 /** What another instance changed, as the backend announces it. */

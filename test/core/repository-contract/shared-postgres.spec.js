@@ -160,10 +160,19 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     await a.flush();
     await eventually(() => (b.rollout.get('d1')?.state === 'updated' && b.firmware.get(v5.id) !== undefined) || 'not yet', 2000, 'v4 updated on b');
     const onB = new ChunkService(b, deliveryFor(b, (r) => b.firmware.read(r)), { dialects: ['thingsboard'], options: optionsFromSettings({ prefix: 'ota/{device}/' }) });
-    a.on('command', () => undefined); // an ota-assign node listens: the notice goes out
-    trackerFor(a).assign(v5, [a.devices.get('d1')]);
-    // The same tick: b has not heard of it.
-    assert.strictEqual(b.rollout.get('d1').firmware, v4.id);
+    // Another instance's assignment of 5.0.0, in the database; its notification not yet at b.
+    const at = new Date().toISOString();
+    const row = { ...b.rollout.get('d1'), firmware: v5.id, target: { title: 'blink', version: '5.0.0' }, state: 'notified', attempts: 1, assignedAt: at, notifiedAt: at, stateSince: at };
+    const { Client } = require('pg');
+    const raw = new Client({ connectionString: pg.url });
+    await raw.connect();
+    try {
+      await raw.query("UPDATE ota_device_states SET firmware = $2, state = 'notified', doc = $1 WHERE device = 'd1'", [row, v5.id]);
+    } finally {
+      await raw.end();
+    }
+    assert.strictEqual(b.rollout.get('d1').firmware, v4.id, 'b has not heard of it');
+    // The device had its notice and asks, through b.
     const result = await onB.handle('ota/d1/v2/fw/request/7/chunk/0', '1024');
     assert.deepStrictEqual(result.replies[0].payload, v5image.subarray(0, 1024));
   });

@@ -124,7 +124,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       put: (state) => this.stateWrites.set(state.device, state),
       remove: (device) => this.stateWrites.set(device, null),
       flush: () => this.stateWrites.flush(),
-      persistNow: (states) => this.persistNow(states),
+      shared: true,
     };
     this.devices = { write: (changes) => this.writeDevices(changes) };
   }
@@ -164,7 +164,7 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
     }
     this.snapshot = await this.load();
     this.secret = this.snapshot.secret;
-    // The release journal and persistNow() block this thread on their worker: have it ready.
+    // The release journal blocks this thread on its worker (once per release): have it ready.
     this.journal ??= new SyncJournal(this.options.connectionString);
     this.journal.warm();
     return this.snapshot;
@@ -305,36 +305,6 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
         if (this.stateWrites.hasPending(id)) this.recheck.add(id);
         else this.following.onChange({ kind: 'state', id, record: found.get(id) ?? null } as RemoteChange);
       }
-    }
-  }
-
-  /**
-   * The assignments of devices whose notices go out next, committed (and announced) before this
-   * returns, as the release journal is: one statement on the journal's connection, this thread
-   * waiting. Otherwise a report could reach another instance before the write-behind batch had
-   * (that instance would read it against the device's previous assignment), and a kill -9 in
-   * those 20 ms lost the assignment of devices already notified. The write-behind batch writes
-   * the same rows again a moment later (the merge keeps them). A failure is reported and left
-   * to that batch.
-   */
-  private persistNow(states: DeviceState[]): void {
-    if (states.length === 0 || this.closed) return;
-    const rows = [...states].sort((a, b) => byKey(a.device, b.device));
-    const notes = this.notes('state', rows.map((r) => r.device));
-    this.journal ??= new SyncJournal(this.options.connectionString);
-    try {
-      this.journal.query(
-        `WITH up AS (
-           INSERT INTO ota_device_states (device, firmware, state, doc, updated_at)
-           SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM jsonb_array_elements($1::jsonb) r ORDER BY r->>'device' COLLATE "C"
-           ON CONFLICT (device) DO UPDATE SET firmware = (${MERGED_STATE})->>'firmware', state = (${MERGED_STATE})->>'state',
-             doc = ${MERGED_STATE}, updated_at = now()
-           RETURNING 1)
-         SELECT pg_notify($2, n) FROM unnest($3::text[]) n WHERE (SELECT count(*) FROM up) >= 0`,
-        [JSON.stringify(rows), CHANNEL, notes],
-      );
-    } catch (err) {
-      this.fail(err as Error);
     }
   }
 
