@@ -165,7 +165,7 @@ export class RolloutService {
     const gated = (id: string) => this.hub.gated(id);
     const r = this.engine.create({ ...(typeof o.name === 'string' ? { name: o.name } : {}), firmware, targets, plan, devices, gated });
     if (o.start === true) this.engine.act(r.id, 'start');
-    await this.engine.persist();
+    await this.persisted();
     return r;
   }
 
@@ -176,15 +176,24 @@ export class RolloutService {
       throw new OtaError('bad_field', `action is one of ${ACTIONS.join(', ')}`, 'action');
     }
     const r = this.engine.act(id, action as Action);
-    await this.engine.persist();
+    await this.persisted();
     return r;
   }
 
   async remove(id: string): Promise<Rollout> {
     this.mustDrive();
     const r = this.engine.remove(id);
-    await this.engine.persist();
+    await this.persisted();
     return r;
+  }
+
+  /**
+   * Written, and still the driver's: an instance that lost the lease meanwhile wrote nothing (the
+   * next driver's rollouts are the truth), and says so rather than answer as if it had.
+   */
+  private async persisted(): Promise<void> {
+    await this.engine.persist();
+    this.mustDrive();
   }
 
   /**

@@ -45,6 +45,18 @@ describe('rollouts on a repository', () => {
     assert.strictEqual(after.engine.get(r.id).reason, 'manual');
   });
 
+  it('answers not_driver, not success, when its instance lost the driver lease while writing', async () => {
+    // On a shared database a Node-RED that stops driving writes no more: a rollout it created in
+    // the meantime is not on record, and the caller must not be told it is.
+    const persist = service.engine.persist.bind(service.engine);
+    service.engine.persist = async () => {
+      Object.defineProperty(repo, 'isDriver', { value: false, configurable: true });
+      await persist();
+    };
+    await assert.rejects(service.create({ firmware: fw2.id, targets: { tag: 'fleet' }, start: true }), (err) => err.code === 'not_driver');
+    delete repo.isDriver;
+  });
+
   it('keeps a rollout\'s firmware in the catalogue until the rollout is over', async () => {
     const r = await service.create({ firmware: fw2.id, targets: { devices: ['t1'] } });
     await assert.rejects(repo.deleteFirmware(fw2.id), /a rollout that is not finished or aborted releases it/);
