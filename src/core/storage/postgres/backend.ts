@@ -106,6 +106,9 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   private readonly stateWrites: WriteBehind<DeviceState>;
   /** Devices whose remote change came while this instance's own write of them was due. */
   private readonly recheck = new Set<string>();
+  /** Counts this instance's state writes; per device, the count when its last write landed. */
+  private stateWriteSeq = 0;
+  private readonly stateWrittenAt = new Map<string, number>();
   private lease: Lease | undefined;
   private following: { onChange: (c: RemoteChange) => void; onResync: (s: StorageSnapshot) => void } | undefined;
   private closed = false;
@@ -287,6 +290,8 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       if (gone.length) await client.query('DELETE FROM ota_device_states WHERE device = ANY($1)', [gone]);
       await this.notify(client, 'state', [...batch.keys()]);
     });
+    const seq = ++this.stateWriteSeq;
+    for (const id of batch.keys()) this.stateWrittenAt.set(id, seq);
     // The database kept more than this instance wrote (state-merge.ts): take that here too,
     // unless a newer change of the device is waiting to be written (it is merged in turn).
     for (const r of merged) {
@@ -453,10 +458,15 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
   }
 
   private async reread(kind: Kind, ids: string[]): Promise<void> {
+    const before = this.stateWriteSeq;
     const { rows } = await this.pool.query<{ key: string; doc: never }>(REREAD[kind], [ids]);
     const found = new Map(rows.map((r) => [r.key, r.doc]));
     for (const id of ids) {
       if (!this.following) return;
+      // This instance wrote the device while the read was under way: the row read may be older
+      // than that write, whose result (merged with whatever was there) it holds already. A
+      // change made after the write comes with a notification of its own.
+      if (kind === 'state' && (this.stateWrittenAt.get(id) ?? 0) > before) continue;
       // A state this instance changed and has not written yet is newer than the row, unless the
       // row holds a newer assignment (the instance would go on reading reports against its old one).
       if (kind === 'state' && this.stateWrites.has(id) && !newerAssignment(found.get(id), this.stateWrites.latest(id))) {
