@@ -33,6 +33,9 @@ const IGNORED: ChunkResult = { handled: false, replies: [] };
  */
 export const PROGRESS_INTERVAL_MS = 250;
 
+/** States in which a device has no download under way for its assignment (as this instance knows it). */
+const DONE: ReadonlySet<string> = new Set(['idle', 'updated', 'failed', 'timed_out']);
+
 export class ChunkService {
   private readonly dialects: Dialect[];
 
@@ -72,12 +75,12 @@ export class ChunkService {
     if (!this.repo.devices.get(req.device)) {
       return this.fail(dialect, req.device, new OtaError('unknown_device', `unknown device ${req.device}: register it in the OTA repository`), options);
     }
-    // The request names no firmware: the device's assignment says which. One this instance does
-    // not know to be under way may be stale (several Node-REDs: another assigned it a moment ago,
+    // The request names no firmware: the device's assignment says which. One this instance knows
+    // as done (or none) may be stale (several Node-REDs: another assigned it a moment ago,
     // and its notification is still on the way): read it again before answering. Found end to end:
     // chunks of the previous image in a TagoIO device's new one (TagoIO carries no checksum).
     const s = this.repo.rollout.get(req.device);
-    const fresh = s?.firmware && (s.state === 'assigned' || s.state === 'notified' || s.state === 'downloading') ? undefined : this.repo.refreshState(req.device);
+    const fresh = s?.firmware && !DONE.has(s.state) ? undefined : this.repo.refreshState(req.device);
     if (!fresh) return this.answer(dialect, req, options);
     const answer = () => this.answer(dialect, req, options);
     return fresh.then(answer, answer);

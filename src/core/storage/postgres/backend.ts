@@ -1,7 +1,6 @@
 import { EventEmitter } from 'events';
 import { hostname } from 'os';
 import { randomBytes } from 'crypto';
-import { isDeepStrictEqual } from 'util';
 import type { Client, Pool, PoolClient } from 'pg';
 import type { DeviceRecord, FirmwareRecord } from '../../types';
 import type { DeviceState } from '../../device-updates/device-states';
@@ -276,16 +275,19 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
       await lockRows(client, 'ota_device_states', 'device', [...batch.keys()]);
       for (const rows of chunks(put, BATCH_ROWS)) {
         const text = JSON.stringify(rows);
+        // Only the rows the merge changed come back (most batches: none), not every row written.
         const { rows: kept } = await client.query<{ device: string; doc: DeviceState }>(
-          `INSERT INTO ota_device_states (device, firmware, state, doc, updated_at)
-           SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM jsonb_array_elements($1::jsonb) r ORDER BY r->>'device' COLLATE "C"
-           ON CONFLICT (device) DO UPDATE SET firmware = (${MERGED_STATE})->>'firmware', state = (${MERGED_STATE})->>'state',
-             doc = ${MERGED_STATE}, updated_at = now()
-           RETURNING device, doc`,
+          `WITH input AS (SELECT r FROM jsonb_array_elements($1::jsonb) r),
+           up AS (
+             INSERT INTO ota_device_states (device, firmware, state, doc, updated_at)
+             SELECT r->>'device', r->>'firmware', r->>'state', r, now() FROM input ORDER BY r->>'device' COLLATE "C"
+             ON CONFLICT (device) DO UPDATE SET firmware = (${MERGED_STATE})->>'firmware', state = (${MERGED_STATE})->>'state',
+               doc = ${MERGED_STATE}, updated_at = now()
+             RETURNING device, doc)
+           SELECT up.device, up.doc FROM up JOIN input ON input.r->>'device' = up.device WHERE up.doc <> input.r`,
           [text],
         );
-        const written = new Map((JSON.parse(text) as DeviceState[]).map((r) => [r.device, r]));
-        for (const r of kept) if (!isDeepStrictEqual(r.doc, written.get(r.device))) merged.push(r);
+        for (const r of kept) merged.push(r);
       }
       if (gone.length) await client.query('DELETE FROM ota_device_states WHERE device = ANY($1)', [gone]);
       await this.notify(client, 'state', [...batch.keys()]);
