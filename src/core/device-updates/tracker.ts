@@ -320,15 +320,8 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const at = typeof ev.at === 'string' && !Number.isNaN(Date.parse(ev.at)) ? ev.at : this.repo.now().toISOString();
     const session = typeof ev.session === 'string' ? ev.session : undefined;
     if (ev.event === 'connect') {
-      // A new connection before the old one's disconnect reached us (a gateway under load ends
-      // the old session after the new one is up): the old one ended first, with what that says.
-      const before = this.present.get(ev.device);
-      if (before && before.session !== session && record && this.awaitsImage(dialect, record) && before.filters.some((f) => matches(f, record.retained as string))) {
-        this.infer(record, 'downloaded', at);
-      }
       this.present.set(ev.device, { session, filters: [], since: at });
-      const now = this.repo.rollout.get(ev.device);
-      if (now?.firmware && now.state === 'downloaded') this.infer(now, 'updated', at);
+      if (record?.firmware && record.state === 'downloaded') this.infer(record, 'updated', at);
       return;
     }
     const current = this.present.get(ev.device);
