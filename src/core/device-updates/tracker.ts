@@ -411,8 +411,7 @@ export class RolloutTracker extends EventEmitter<RolloutTrackerEvents> {
     const dialect = this.repo.devices.get(ev.device)?.dialect ?? record?.dialect;
     if (!dialect) return;
     const event = fromDownload(ev, record, dialect, this.repo.now().toISOString());
-    if (!event) return;
-    this.record(event, 'download');
+    if (event) this.record(event, 'download');
   }
 
   /** When something must happen for this record next: a timeout or a retry. */

@@ -56,11 +56,9 @@ interface Note {
  * differs from the target) sent the device its previous image again: seen end to end, two
  * instances sending a Tencent device 1.1.0 and 1.2.0 in turn.
  */
-function newerAssignment(row: unknown, local: unknown): boolean {
-  const r = row as Partial<DeviceState> | null | undefined;
-  const l = local as Partial<DeviceState> | null | undefined;
+function newerAssignment(row: DeviceState | null | undefined, local: DeviceState | null | undefined): boolean {
   // An unassignment keeps the assignedAt of the assignment it ended: not undone by that one's row.
-  return !!r?.firmware && (r.assignedAt ?? '') > (l?.assignedAt ?? '');
+  return !!row?.firmware && (row.assignedAt ?? '') > (local?.assignedAt ?? '');
 }
 
 /** Byte order, as `COLLATE "C"` sorts (ids are ASCII): the one order every instance locks rows in. */
@@ -225,27 +223,21 @@ export class PostgresBackend extends EventEmitter implements SharedBackend {
 
   /** Announces changed keys, inside the caller's transaction (delivered on commit). */
   private async notify(client: Query, kind: Kind, ids: string[]): Promise<void> {
-    for (const note of this.notes(kind, ids)) await client.query('SELECT pg_notify($1, $2)', [CHANNEL, note]);
-  }
-
-  /** NOTIFY payloads for changed keys, each under the size PostgreSQL allows. */
-  private notes(kind: Kind, ids: string[]): string[] {
-    const out: string[] = [];
     let batch: string[] = [];
     let bytes = 0;
-    const send = () => {
+    const send = async () => {
       if (!batch.length) return;
-      out.push(JSON.stringify({ i: this.instance, k: KINDS[kind], ids: batch } satisfies Note));
+      const note: Note = { i: this.instance, k: KINDS[kind], ids: batch };
+      await client.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify(note)]);
       batch = [];
       bytes = 0;
     };
     for (const id of ids) {
-      if (bytes + id.length + 4 > NOTIFY_BYTES) send();
+      if (bytes + id.length + 4 > NOTIFY_BYTES) await send();
       batch.push(id);
       bytes += id.length + 4;
     }
-    send();
-    return out;
+    await send();
   }
 
   private async transaction(work: (client: PoolClient) => Promise<void>): Promise<void> {
