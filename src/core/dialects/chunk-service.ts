@@ -35,8 +35,10 @@ export const PROGRESS_INTERVAL_MS = 250;
 
 /** States in which a device has no download under way for its assignment (as this instance knows it). */
 const DONE: ReadonlySet<string> = new Set(['idle', 'updated', 'failed', 'timed_out']);
+const REREAD_EVERY_MS = 1000;
 
 export class ChunkService {
+  private readonly rereadAt = new Map<string, number>();
   private readonly dialects: Dialect[];
 
   constructor(
@@ -80,10 +82,18 @@ export class ChunkService {
     // and its notification is still on the way): read it again before answering. Found end to end:
     // chunks of the previous image in a TagoIO device's new one (TagoIO carries no checksum).
     const s = this.repo.rollout.get(req.device);
-    const fresh = s?.firmware && !DONE.has(s.state) ? undefined : this.repo.refreshState(req.device);
+    const fresh = s?.firmware && !DONE.has(s.state) ? undefined : this.reread(req.device);
     if (!fresh) return this.answer(dialect, req, options);
     const answer = () => this.answer(dialect, req, options);
     return fresh.then(answer, answer);
+  }
+
+  /** At most one re-read a second per device: a device asking again and again reads nothing more. */
+  private reread(device: string): Promise<void> | undefined {
+    const now = Date.now();
+    if (now - (this.rereadAt.get(device) ?? -Infinity) < REREAD_EVERY_MS) return undefined;
+    this.rereadAt.set(device, now); // registered devices only (checked above): bounded by the fleet
+    return this.repo.refreshState(device);
   }
 
   private answer(dialect: Dialect, req: ChunkRequest, options: DialectOptions): ChunkResult | Promise<ChunkResult> {

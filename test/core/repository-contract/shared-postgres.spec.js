@@ -177,6 +177,25 @@ describe('PostgreSQL repository: changes reach the other instances', function ()
     assert.deepStrictEqual(result.replies[0].payload, v5image.subarray(0, 1024));
   });
 
+  it('reads the database at most once a second for a device that asks for chunks with nothing assigned', async () => {
+    // A registered device (or a stolen token) asking for chunks again and again must not turn
+    // each request into a database read.
+    const b = await instance();
+    await b.devices.register({ id: 'd1', dialect: 'thingsboard' });
+    let reads = 0;
+    const refresh = b.refreshState.bind(b);
+    b.refreshState = (device) => {
+      reads += 1;
+      return refresh(device);
+    };
+    const onB = new ChunkService(b, deliveryFor(b, (r) => b.firmware.read(r)), { dialects: ['thingsboard'], options: optionsFromSettings({ prefix: 'ota/{device}/' }) });
+    for (let i = 0; i < 50; i++) {
+      const result = await onB.handle(`ota/d1/v2/fw/request/${i}/chunk/0`, '1024');
+      assert.strictEqual(result.error?.code, 'not_assigned');
+    }
+    assert.strictEqual(reads, 1);
+  });
+
   it('an instance busy writing a device\'s reports still takes its new assignment from another', async () => {
     // Seen end to end: b kept recording a Tencent device's reports (its own unwritten state won
     // over the row) under the previous assignment for 30 s, and its ota-assign sent the device
